@@ -1,0 +1,238 @@
+"""``--check``: what this host can enforce, and the exact fix for what it cannot.
+
+Also used after a failed start, to turn bwrap's terse error into a diagnosis. Not on the
+launch path: imported only by ``--check`` and on failure.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import re
+import subprocess
+import sys
+
+from attrs import asdict, frozen
+
+from agent_sandbox import __version__
+from agent_sandbox._bwrap import find_bwrap
+from agent_sandbox._errors import SandboxError
+from agent_sandbox._host import UNPRIVILEGED_ID, probe_layout
+
+OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
+
+# Options the default policy uses, and the bwrap release that brought them.
+REQUIRED_OPTIONS = {
+    "--json-status-fd": "0.3.2",
+    "--die-with-parent": "0.1.8",
+    "--unshare-cgroup": "0.1.8",
+    "--size": "0.7.0",
+}
+APPARMOR_FIX = (
+    "Ubuntu restricts unprivileged user namespaces through AppArmor. Allow bwrap with a "
+    "profile: printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile bwrap /usr/bin/bwrap "
+    "flags=(unconfined) {\\n  userns,\\n}\\n' | sudo tee /etc/apparmor.d/bwrap && "
+    "sudo apparmor_parser -r /etc/apparmor.d/bwrap   (or, system-wide and weaker: "
+    "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0)"
+)
+
+
+@frozen
+class Finding:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def userns_problems() -> list[Finding]:
+    """Host settings that stop unprivileged user namespaces, each with its fix."""
+    found = []
+    if _read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0:
+        found.append(Finding(
+            "user namespaces", FAIL, "kernel.unprivileged_userns_clone is 0",
+            "sudo sysctl -w kernel.unprivileged_userns_clone=1 (persist it in /etc/sysctl.d/)",
+        ))
+    if _read_int("/proc/sys/user/max_user_namespaces") == 0:
+        found.append(Finding(
+            "user namespaces", FAIL, "user.max_user_namespaces is 0",
+            "sudo sysctl -w user.max_user_namespaces=15000 (persist it in /etc/sysctl.d/)",
+        ))
+    if _read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == 1:
+        found.append(Finding(
+            "AppArmor", FAIL, "kernel.apparmor_restrict_unprivileged_userns is 1", APPARMOR_FIX
+        ))
+    return found
+
+
+def explain_start_failure(bwrap: str, status: int) -> tuple[str, str]:
+    """Message and fix for a bwrap that exited before starting the command."""
+    problems = userns_problems()
+    if problems:
+        first = problems[0]
+        return (f"the sandbox could not start: {first.detail}", first.fix)
+    return (
+        f"the sandbox could not start: {bwrap} exited with status {status} before running "
+        "the command (its message is above)",
+        "run `agent-sandbox --check` for a report of what this host can enforce",
+    )
+
+
+def _bwrap_findings() -> tuple[list[Finding], str | None]:
+    try:
+        bwrap = find_bwrap(os.environ)
+    except SandboxError as e:
+        return [Finding("bwrap", FAIL, e.message, e.fix or "")], None
+    try:
+        version = subprocess.run(
+            [bwrap, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+        help_text = subprocess.run(
+            [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return [Finding("bwrap", FAIL, f"{bwrap} does not run: {e}")], None
+    setuid = bool(os.stat(bwrap).st_mode & 0o4000)
+    findings = [Finding("bwrap", OK, f"{bwrap} ({version or 'unknown version'}"
+                        f"{', setuid' if setuid else ''})")]
+    missing = [opt for opt in REQUIRED_OPTIONS if not re.search(rf"{opt}\b", help_text)]
+    if missing:
+        needed = max(REQUIRED_OPTIONS[o] for o in missing)
+        findings.append(Finding(
+            "bwrap options", FAIL, "missing " + ", ".join(missing),
+            f"install bubblewrap >= {needed}",
+        ))
+    else:
+        findings.append(Finding("bwrap options", OK, "all options the policy uses are present"))
+    if setuid:
+        findings.append(Finding(
+            "bwrap mode", WARN, "setuid bwrap: tmpfs size caps (--size) are refused",
+            "install a non-setuid bubblewrap and enable unprivileged user namespaces",
+        ))
+    return findings, bwrap
+
+
+def _live_namespace_test(bwrap: str) -> Finding:
+    """Really create every namespace the default policy uses, as this user."""
+    uid = UNPRIVILEGED_ID if os.getuid() == 0 else os.getuid()
+    argv = [
+        bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts",
+        "--unshare-cgroup", "--unshare-net", "--uid", str(uid), "--gid", str(uid),
+        "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--die-with-parent",
+        "--", "true",
+    ]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return Finding("namespaces", FAIL, f"live test did not run: {e}")
+    if done.returncode == 0:
+        return Finding("namespaces", OK,
+                       "user, mount, pid, ipc, uts, cgroup, net: live test passed")
+    problems = userns_problems()
+    return Finding(
+        "namespaces", FAIL, f"live test failed: {done.stderr.strip() or done.returncode}",
+        problems[0].fix if problems else "see the bwrap message; your kernel may lack user "
+        "namespaces (CONFIG_USER_NS) or run inside a restrictive container",
+    )
+
+
+def _libseccomp() -> Finding:
+    name = ctypes.util.find_library("seccomp")
+    if not name:
+        return Finding("libseccomp", WARN, "not found (the seccomp layer will need it)",
+                       "sudo apt-get install libseccomp2 (Fedora: libseccomp; Nix: libseccomp)")
+    try:
+        lib = ctypes.CDLL(name)
+
+        class _Version(ctypes.Structure):
+            _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint),
+                        ("micro", ctypes.c_uint)]
+
+        lib.seccomp_version.restype = ctypes.POINTER(_Version)
+        v = lib.seccomp_version().contents
+        return Finding("libseccomp", OK, f"{name} {v.major}.{v.minor}.{v.micro}")
+    except (OSError, AttributeError) as e:
+        return Finding("libseccomp", WARN, f"{name} could not be loaded: {e}")
+
+
+def _cgroup() -> Finding:
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        mounts = []
+    v2_points = [m[4] for m in mounts if "-" in m and m[m.index("-") + 1 :][:1] == ["cgroup2"]]
+    unified = "/sys/fs/cgroup" in v2_points
+    mode = "unified (v2)" if unified else ("hybrid (v1 + v2)" if v2_points else "v1 only")
+    if not unified:
+        return Finding("cgroup v2", INFO, f"{mode}: memory/pids/cpu limits are unavailable here",
+                       "boot with systemd.unified_cgroup_hierarchy=1 to use resource limits")
+    own = ""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            own = next((ln.strip()[3:] for ln in f if ln.startswith("0::")), "")
+    except OSError:
+        pass
+    path = "/sys/fs/cgroup" + own
+    delegated = os.access(path, os.W_OK) and os.access(os.path.join(path, "cgroup.procs"), os.W_OK)
+    return Finding("cgroup v2", OK if delegated else INFO,
+                   f"{mode}; own cgroup {own or '?'} " + ("delegated" if delegated else
+                                                          "not delegated to you"))
+
+
+def collect() -> list[Finding]:
+    findings: list[Finding] = []
+    bwrap_findings, bwrap = _bwrap_findings()
+    findings += bwrap_findings
+    problems = userns_problems()
+    if bwrap is not None:
+        findings.append(_live_namespace_test(bwrap))
+    findings += problems
+    if not problems:
+        findings.append(Finding("AppArmor", OK, "no user namespace restriction"))
+    findings.append(_libseccomp())
+    findings.append(Finding("seccomp layer", INFO, "not part of this version's policy yet"))
+    layout = probe_layout()
+    findings.append(Finding(
+        "layout", OK,
+        f"{layout.kind.value}{', merged /usr' if layout.merged_usr else ''}: "
+        f"read-only {', '.join(layout.ro_dirs)}",
+    ))
+    findings.append(Finding("kernel", INFO, os.uname().release))
+    findings.append(_cgroup())
+    return findings
+
+
+def report(as_json: bool) -> int:
+    """Print the report; exit 0 only if the default policy can be enforced here."""
+    findings = collect()
+    ok = not any(f.status == FAIL for f in findings)
+    if as_json:
+        print(json.dumps({"version": __version__, "ok": ok,
+                          "checks": [asdict(f) for f in findings]}, indent=2))
+        return 0 if ok else 1
+    width = max(len(f.name) for f in findings)
+    colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    marks = {OK: "32", WARN: "33", FAIL: "31", INFO: "36"}
+    print(f"agent-sandbox {__version__}: host check")
+    for f in findings:
+        status = f"{f.status:<4}"
+        if colour:
+            status = f"\033[{marks[f.status]}m{status}\033[0m"
+        print(f"  {status}  {f.name:<{width}}  {f.detail}")
+        if f.fix and f.status in (FAIL, WARN):
+            print(f"        {'':<{width}}  fix: {f.fix}")
+    print("verdict: " + ("the default policy can be enforced here" if ok else
+                         "the default policy can NOT be enforced here; agent-sandbox will refuse "
+                         "to run until the failures above are fixed"))
+    return 0 if ok else 1

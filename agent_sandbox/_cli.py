@@ -1,0 +1,147 @@
+"""``agent-sandbox [OPTIONS] [--] COMMAND [ARG...]``: the command-line front.
+
+Every error ends as one ``agent-sandbox: error: ...`` line (plus a ``fix:`` line when there
+is one) and a documented exit status; never a traceback, never a partial launch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from agent_sandbox import __version__
+from agent_sandbox._errors import EXIT_USAGE, SandboxError, UsageError
+
+EPILOG = """\
+exit status:
+  the command's own; 128+N when it died of signal N
+  2    usage or configuration error (nothing was started)
+  125  the sandbox itself could not start (see the message; try --check)
+  126  COMMAND exists inside the sandbox but is not executable
+  127  COMMAND was not found inside the sandbox
+
+examples:
+  agent-sandbox -- bash              a confined shell in the current project
+  agent-sandbox claude               run an agent confined (network: see --net)
+  agent-sandbox --dry-run -- make    show exactly what would run
+  agent-sandbox --check              what this host can enforce
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"agent-sandbox: error: {message}\nagent-sandbox: see agent-sandbox --help",
+              file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> _Parser:
+    p = _Parser(
+        prog="agent-sandbox",
+        usage="agent-sandbox [OPTIONS] [--] COMMAND [ARG...]",
+        description="Run COMMAND confined: own namespaces, read-only system, empty $HOME, "
+        "the project read-write, no network by default.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    p.add_argument("--project", metavar="DIR",
+                   help="writable project dir (default: git top-level of cwd, else cwd)")
+    p.add_argument("--net", choices=["none", "filtered", "host"], default="none",
+                   help="network: none (loopback only, default), filtered (not available "
+                   "yet), host (shared host network: loud warning)")
+    p.add_argument("--ro", action="append", default=[], metavar="PATH",
+                   help="also show PATH read-only (repeatable)")
+    p.add_argument("--rw", action="append", default=[], metavar="PATH",
+                   help="also show PATH read-write (repeatable)")
+    p.add_argument("--hide", action="append", default=[], metavar="PATH",
+                   help="hide PATH (an empty dir or file) (repeatable)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="pass one variable in: its host value, or VALUE (repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (bwrap options, environment) and exit")
+    p.add_argument("--check", action="store_true",
+                   help="report what this host can enforce; exit 0 only if the default "
+                   "policy can be enforced")
+    p.add_argument("--json", action="store_true", help="with --check: machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no notices (warnings stay)")
+    p.add_argument("-v", "--verbose", action="store_true", help="say what is being set up")
+    p.add_argument("--version", action="version", version=f"agent-sandbox {__version__}")
+    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def _say(text: str) -> None:
+    print(f"agent-sandbox: {text}", file=sys.stderr)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    if args.json and not args.check:
+        raise UsageError("--json goes with --check")
+    if args.check:
+        from agent_sandbox._check import report
+
+        return report(args.json)
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+
+    from agent_sandbox._host import current_identity, probe_layout
+    from agent_sandbox._plan import build_plan
+    from agent_sandbox._request import build_policy, check_command, gather_host_view
+
+    identity = current_identity()
+    policy = build_policy(command=command, project=args.project, net=args.net, ro=args.ro,
+                          rw=args.rw, hide=args.hide, env=args.env, identity=identity)
+    view = gather_host_view(identity, probe_layout(), os.environ)
+    plan = build_plan(policy, view)
+
+    if args.dry_run:
+        from agent_sandbox._bwrap import find_bwrap
+
+        try:
+            where = find_bwrap(os.environ)
+        except SandboxError as e:
+            where = f"(not usable: {e.message})"
+        print(f"# agent-sandbox {__version__} plan (dry run: nothing was started)")
+        print(f"# bwrap: {where}")
+        try:
+            check_command(plan, view)
+        except SandboxError as e:
+            print(f"# note: {e.message}")
+        sys.stdout.write(plan.describe())
+        return 0
+
+    check_command(plan, view)
+    from agent_sandbox._bwrap import find_bwrap
+    from agent_sandbox._launch import run
+
+    bwrap = find_bwrap(os.environ)
+    if policy.net.value == "host":
+        _say("warning: --net host shares the host network: every service listening on host "
+             "loopback and every abstract UNIX socket (X11, D-Bus, IDE helpers) is reachable "
+             "from inside")
+    if identity.uid == 0 and not args.quiet:
+        _say(f"notice: called as root: the command runs as uid {identity.inside_uid} with no "
+             "capabilities, but files only root may read stay readable where they are visible")
+    if args.verbose:
+        _say(f"project {policy.project} (read-write), network {policy.net.value}, "
+             f"layout {view.layout.kind.value}, bwrap {bwrap}")
+    return run(plan, bwrap)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except SandboxError as e:
+        _say(f"error: {e.message}")
+        if e.fix:
+            _say(f"fix: {e.fix}")
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+

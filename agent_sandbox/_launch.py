@@ -1,0 +1,141 @@
+"""The runner: the only place with side effects. Every resource sits on one ExitStack.
+
+One launch: work dir -> bwrap spawned with a JSON status pipe -> wait for "child-pid" (no
+such line means the sandbox itself failed: exit 125 with a diagnosis) -> supervise until
+bwrap exits -> remove the work dir. The exit status is the command's (bwrap reports 128+N
+for a signal death); a launcher killed by a signal never leaves the command behind
+(``--die-with-parent``) and the next launch reaps the work dir.
+
+Signals: the launcher blocks the ones it handles and takes them with ``sigwaitinfo`` (no
+handler races). SIGINT and SIGQUIT typed at the terminal reach the command directly (same
+foreground process group; no ``--new-session``, so job control and resizes keep working),
+so the launcher only forwards them when another process sent them. SIGTERM and SIGHUP are
+forwarded to the command; if the sandbox is still there after a grace period, it is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+from agent_sandbox._errors import SandboxUnavailable
+from agent_sandbox._plan import Plan
+from agent_sandbox._workdir import work_dir
+
+GRACE_SECONDS = 5.0
+_SI_KERNEL = 0x80  # si_code of a signal the kernel raised (e.g. the terminal's ^C)
+_FORWARDED = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+_WAITED = frozenset({*_FORWARDED, signal.SIGCHLD})
+# Dispositions Python changes at startup that a child must not inherit.
+_RESET_TO_DEFAULT = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+@contextlib.contextmanager
+def _blocked_signals() -> Iterator[None]:
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fd: int) -> int:
+    """posix_spawn bwrap with a clean signal state and only stdio plus ``keep_fd`` open."""
+    actions: list[tuple[int, int] | tuple[int, int, int]] = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep_fd:
+            # Whatever the caller left open (a shell's fds, an editor's sockets) must not
+            # reach the sandbox; closing an fd listdir itself used is harmless.
+            actions.append((os.POSIX_SPAWN_CLOSE, fd))
+    os.set_inheritable(keep_fd, True)
+    return os.posix_spawn(
+        bwrap,
+        [bwrap, *args],
+        env,
+        file_actions=actions,
+        setsigmask=(),
+        setsigdef=(*_FORWARDED, *_RESET_TO_DEFAULT),
+    )
+
+
+def _read_child_pid(status_fd: int) -> int | None:
+    """Read bwrap's JSON status until "child-pid"; None if bwrap exits before starting it."""
+    buffer = b""
+    while b"\n" not in buffer:
+        chunk = os.read(status_fd, 4096)
+        if not chunk:
+            return None
+        buffer += chunk
+    record = json.loads(buffer.split(b"\n", 1)[0])
+    pid = record.get("child-pid")
+    return pid if isinstance(pid, int) else None
+
+
+def _command_pids(init_pid: int) -> list[int]:
+    """The sandbox's top command: the children of bwrap's init (pid 1 inside)."""
+    try:
+        with open(f"/proc/{init_pid}/task/{init_pid}/children", encoding="ascii") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _exit_status(wait_status: int) -> int:
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+def _supervise(bwrap_pid: int, init_pid: int) -> int:
+    deadline: float | None = None
+    while True:
+        done, wait_status = os.waitpid(bwrap_pid, os.WNOHANG)
+        if done:
+            return _exit_status(wait_status)
+        if deadline is None:
+            info: signal.struct_siginfo | None = signal.sigwaitinfo(_WAITED)
+        else:
+            info = signal.sigtimedwait(_WAITED, max(0.0, deadline - time.monotonic()))
+        if info is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init_pid, signal.SIGKILL)  # takes the whole pid namespace
+            deadline = None
+            continue
+        signo = info.si_signo
+        if signo == signal.SIGCHLD:
+            continue
+        if signo in (signal.SIGINT, signal.SIGQUIT) and info.si_code == _SI_KERNEL:
+            continue  # typed at the terminal: the command's process group got it already
+        for pid in _command_pids(init_pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signo)
+        if signo in (signal.SIGTERM, signal.SIGHUP) and deadline is None:
+            deadline = time.monotonic() + GRACE_SECONDS
+
+
+def run(plan: Plan, bwrap: str) -> int:
+    """Run ``plan`` under ``bwrap``; return the exit status for the launcher to exit with."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_blocked_signals())
+        tmp = stack.enter_context(work_dir())
+        status_read, status_write = os.pipe()  # both close-on-exec until _spawn passes one
+        stack.callback(os.close, status_read)
+        args = ["--json-status-fd", str(status_write), *plan.bwrap_args(tmp)]
+        try:
+            pid = _spawn(bwrap, args, dict(plan.env), status_write)
+        except OSError as e:
+            raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None
+        finally:
+            os.close(status_write)
+        init_pid = _read_child_pid(status_read)
+        if init_pid is None:
+            _, wait_status = os.waitpid(pid, 0)
+            from agent_sandbox._check import explain_start_failure
+
+            raise SandboxUnavailable(*explain_start_failure(bwrap, _exit_status(wait_status)))
+        status = _supervise(pid, init_pid)
+    return status

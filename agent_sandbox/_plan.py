@@ -1,0 +1,223 @@
+"""Policy + host view -> Plan: the exact bwrap operations, environment and command. Pure.
+
+Nothing here touches the OS, so the whole plan is unit-tested with golden files. The one value
+only known at launch, the host work dir bound at /tmp, is a placeholder (``WORKDIR``) that the
+launcher fills in when it renders the argv.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from attrs import frozen
+
+from agent_sandbox._env import build_env, sanitise_path
+from agent_sandbox._host import HostLayout, Identity
+from agent_sandbox._policy import MountMode, NetMode, Policy
+
+SANDBOX_HOSTNAME = "agent-sandbox"
+
+
+class _WorkdirRef:
+    """Placeholder for the launch's work dir (host side of /tmp)."""
+
+    def __repr__(self) -> str:
+        return "$WORKDIR"
+
+
+WORKDIR = _WorkdirRef()
+Word = str | _WorkdirRef
+
+
+@frozen
+class Op:
+    """One bwrap option with its arguments, and why the plan has it."""
+
+    words: tuple[Word, ...]
+    why: str = ""
+
+
+@frozen
+class Section:
+    title: str
+    ops: tuple[Op, ...]
+
+
+@frozen
+class HostView:
+    """What the plan needs to know about the host, gathered once by the caller."""
+
+    identity: Identity
+    layout: HostLayout
+    environ: tuple[tuple[str, str], ...]
+    # PATH entries as (written, resolved on the host).
+    path_entries: tuple[tuple[str, str], ...]
+    # The user's git identity files as (path inside, real path on the host).
+    git_configs: tuple[tuple[str, str], ...]
+
+
+@frozen
+class Plan:
+    policy: Policy
+    sections: tuple[Section, ...]
+    env: tuple[tuple[str, str], ...]
+    # Names whose value came from the host environment (never printed by --dry-run).
+    host_valued: frozenset[str]
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        return self.policy.command
+
+    def bwrap_args(self, workdir: str) -> list[str]:
+        """The bwrap options and command, with the work dir filled in."""
+        args: list[str] = []
+        for section in self.sections:
+            for op in section.ops:
+                args.extend(workdir if w is WORKDIR else str(w) for w in op.words)
+        args.append("--")
+        args.extend(self.command)
+        return args
+
+    def describe(self) -> str:
+        """A grouped, shell-quoted rendering for ``--dry-run``."""
+        lines = []
+        for section in self.sections:
+            lines.append(f"# {section.title}")
+            for op in section.ops:
+                text = " ".join(_quote(w) for w in op.words)
+                lines.append(f"  {text}" + (f"    # {op.why}" if op.why else ""))
+        lines.append("# command")
+        lines.append("  -- " + shlex.join(self.command))
+        lines.append("# environment (nothing else is passed in)")
+        for name, value in self.env:
+            shown = "<from host>" if name in self.host_valued else shlex.quote(value)
+            lines.append(f"  {name}={shown}")
+        return "\n".join(lines) + "\n"
+
+
+def _quote(word: Word) -> str:
+    return "$WORKDIR" if word is WORKDIR else shlex.quote(str(word))
+
+
+def is_under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def visible_inside(policy: Policy, layout: HostLayout, path: str) -> bool:
+    """Whether ``path`` exists inside at the same place (ignoring the empty $HOME and /tmp)."""
+    if any(m.mode is MountMode.HIDE and is_under(path, m.path) for m in policy.mounts):
+        return False
+    return (
+        layout.is_visible(path)
+        or is_under(path, policy.project)
+        or any(m.mode is not MountMode.HIDE and is_under(path, m.path) for m in policy.mounts)
+    )
+
+
+def _namespaces(policy: Policy, identity: Identity) -> Section:
+    ops = [
+        Op(("--unshare-user",), "own user namespace: same uid, no capabilities"),
+        Op(("--unshare-ipc",), "no host SysV IPC or POSIX message queues"),
+        Op(("--unshare-pid",), "own pid namespace: host processes invisible"),
+        Op(("--unshare-uts",), "own hostname"),
+        Op(("--unshare-cgroup",), "own cgroup namespace"),
+    ]
+    if policy.net is not NetMode.HOST:
+        ops.append(Op(("--unshare-net",), f"network {policy.net.value}: loopback only"))
+    ops += [
+        Op(("--hostname", SANDBOX_HOSTNAME)),
+        Op(
+            ("--uid", str(identity.inside_uid), "--gid", str(identity.inside_gid)),
+            "root caller runs unprivileged inside" if identity.uid == 0 else "same uid and gid",
+        ),
+        Op(("--cap-drop", "ALL"), "no capabilities"),
+        Op(("--die-with-parent",), "the sandbox dies with the launcher"),
+    ]
+    return Section("namespaces and identity", tuple(ops))
+
+
+def _kernel_fs() -> Section:
+    return Section(
+        "kernel filesystems",
+        (
+            Op(("--proc", "/proc"), "fresh /proc for the own pid namespace"),
+            Op(("--dev", "/dev"), "minimal /dev: null, zero, random, tty, own pts; no host shm"),
+            Op(("--perms", "0755", "--tmpfs", "/run"), "empty /run: no sockets, no agents"),
+        ),
+    )
+
+
+def _system(layout: HostLayout) -> Section:
+    kind = layout.kind.value + (", merged /usr" if layout.merged_usr else "")
+    ops = [Op(("--ro-bind", d, d), "system, read-only") for d in layout.ro_dirs]
+    ops += [Op(("--symlink", s.target, s.path), "as on the host") for s in layout.symlinks]
+    ops += [
+        Op(("--ro-bind", "/dev/null", f), "root-only secret, masked") for f in layout.secret_files
+    ]
+    ops += [
+        Op(("--perms", "0700", "--tmpfs", d), "root-only secret dir, masked")
+        for d in layout.secret_dirs
+    ]
+    return Section(f"system, read-only (layout: {kind})", tuple(ops))
+
+
+def _home_and_tmp(policy: Policy, view: HostView) -> Section:
+    home = view.identity.home
+    ops = [
+        Op(("--bind", WORKDIR, "/tmp"), "fresh work dir, removed at exit"),
+        Op(("--perms", "0755", "--dir", "/var")),
+        Op(("--symlink", "../tmp", "/var/tmp")),
+        Op(
+            ("--perms", "0700", "--size", str(policy.home_size), "--tmpfs", home),
+            "empty, size-capped $HOME",
+        ),
+    ]
+    ops += [
+        Op(("--ro-bind", real, inside), "git identity, read-only")
+        for inside, real in view.git_configs
+    ]
+    return Section("home and temporary files", tuple(ops))
+
+
+def _project_and_mounts(policy: Policy) -> Section:
+    ops = [Op(("--bind", policy.project, policy.project), "the project, read-write")]
+    # Parents before children, so a narrower --ro inside a --rw wins; hides come last.
+    ordered = sorted(policy.mounts, key=lambda m: (m.mode is MountMode.HIDE, m.path.count("/")))
+    for m in ordered:
+        if m.mode is MountMode.RO:
+            ops.append(Op(("--ro-bind", m.path, m.path), m.origin))
+        elif m.mode is MountMode.RW:
+            ops.append(Op(("--bind", m.path, m.path), m.origin))
+        elif m.is_dir:
+            ops.append(Op(("--perms", "0000", "--tmpfs", m.path), m.origin))
+        else:
+            ops.append(Op(("--ro-bind", "/dev/null", m.path), m.origin))
+    return Section("project and extra paths", tuple(ops))
+
+
+def build_plan(policy: Policy, view: HostView) -> Plan:
+    """The plan for ``policy`` on the host described by ``view``."""
+    identity, layout = view.identity, view.layout
+    path = _sanitised_path(policy, view)
+    host_shell = dict(view.environ).get("SHELL", "")
+    shell = host_shell if host_shell and visible_inside(policy, layout, host_shell) else "/bin/sh"
+    env = build_env(dict(view.environ), identity, path, shell, policy.env)
+    host_valued = {r.name for r in policy.env if r.value is None and r.name in env}
+    sections = (
+        _namespaces(policy, identity),
+        _kernel_fs(),
+        _system(layout),
+        _home_and_tmp(policy, view),
+        _project_and_mounts(policy),
+        Section("process", (Op(("--chdir", policy.cwd), "same directory as outside"),)),
+    )
+    return Plan(
+        policy=policy,
+        sections=sections,
+        env=tuple(sorted(env.items())),
+        host_valued=frozenset(host_valued),
+    )
+
+
+def _sanitised_path(policy: Policy, view: HostView) -> list[str]:
+    return sanitise_path(view.path_entries, lambda p: visible_inside(policy, view.layout, p))

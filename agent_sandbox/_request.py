@@ -1,0 +1,187 @@
+"""From what the user typed to a validated Policy and a HostView. Reads the filesystem
+(stat, realpath), never writes, and turns every bad input into a UsageError that names it."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping, Sequence
+
+from agent_sandbox._env import check_request
+from agent_sandbox._errors import CommandNotExecutable, CommandNotFound, UsageError
+from agent_sandbox._host import HostLayout, Identity
+from agent_sandbox._plan import HostView, Plan, is_under, visible_inside
+from agent_sandbox._policy import EnvRequest, Mount, MountMode, NetMode, Policy
+
+# Never a project: they would expose the system, every home, or the shared temp dirs.
+_NOT_A_PROJECT = ("/", "/tmp", "/var/tmp", "/home", "/root")
+_SYSTEM_TREES = ("/usr", "/etc", "/nix", "/proc", "/sys", "/dev", "/run", "/boot", "/bin",
+                 "/sbin", "/lib", "/lib64", "/var/run")
+
+
+def current_dir() -> str:
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        raise UsageError("the current directory no longer exists",
+                         fix="cd to an existing directory") from None
+    except PermissionError:
+        raise UsageError("the current directory is not accessible to you",
+                         fix="cd to a directory you can read") from None
+    if not os.access(cwd, os.R_OK | os.X_OK):
+        raise UsageError(f"the current directory {cwd} is not readable by you",
+                         fix="cd to a directory you can read, or pass --project DIR")
+    return os.path.realpath(cwd)
+
+
+def default_project(cwd: str, home: str) -> str:
+    """The git top-level of ``cwd`` (a ``.git`` dir or file), else ``cwd`` itself.
+
+    A repository at or above $HOME (a dotfiles repo) is not taken: that would expose the
+    whole home directory.
+    """
+    current = cwd
+    while True:
+        if os.path.lexists(os.path.join(current, ".git")):
+            if not is_under(home, current):
+                return current
+            break
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return cwd
+
+
+def check_project(path: str, home: str, origin: str) -> str:
+    if not os.path.exists(path):
+        raise UsageError(f"{origin} {path}: no such directory")
+    real = os.path.realpath(path)
+    if not os.path.isdir(real):
+        raise UsageError(f"{origin} {path}: not a directory")
+    if real in _NOT_A_PROJECT or any(is_under(real, t) for t in _SYSTEM_TREES):
+        raise UsageError(f"{origin} {real}: a system or shared directory cannot be the project",
+                         fix="cd into a project directory or pass --project DIR")
+    if is_under(home, real):
+        raise UsageError(
+            f"{origin} {real}: your home directory (or a parent of it) cannot be the project: "
+            "it holds ~/.ssh, credentials and shell startup files",
+            fix="cd into a project directory or pass --project DIR",
+        )
+    if not os.access(real, os.R_OK | os.W_OK | os.X_OK):
+        raise UsageError(f"{origin} {real}: not readable and writable by you")
+    return real
+
+
+def _mount(mode: MountMode, raw: str, cwd: str) -> Mount:
+    flag = f"--{mode.value}"
+    path = raw if raw.startswith("/") else os.path.join(cwd, raw)
+    if not os.path.lexists(path):
+        raise UsageError(f"{flag} {raw}: no such file or directory")
+    real = os.path.realpath(path)
+    if real == "/":
+        raise UsageError(f"{flag} {raw}: the whole root cannot be bound")
+    return Mount(mode=mode, path=real, origin=f"{flag} {raw}", is_dir=os.path.isdir(real))
+
+
+def _env_request(raw: str) -> EnvRequest:
+    name, sep, value = raw.partition("=")
+    try:
+        request = EnvRequest(name=name, value=value if sep else None, origin="--env")
+    except ValueError:
+        raise UsageError(f"--env {raw!r}: expected NAME or NAME=VALUE with a valid "
+                         "variable name") from None
+    check_request(request)
+    return request
+
+
+def build_policy(
+    *,
+    command: Sequence[str],
+    project: str | None,
+    net: str,
+    ro: Sequence[str],
+    rw: Sequence[str],
+    hide: Sequence[str],
+    env: Sequence[str],
+    identity: Identity,
+) -> Policy:
+    if not command or not command[0]:
+        raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
+    net_mode = NetMode(net)
+    if net_mode is NetMode.FILTERED:
+        raise UsageError("--net filtered is not available in this version",
+                         fix="use --net none (the default) or --net host")
+    cwd = current_dir()
+    if project is None:
+        project_dir = check_project(default_project(cwd, identity.home), identity.home,
+                                    "project")
+    else:
+        project_dir = check_project(
+            project if project.startswith("/") else os.path.join(cwd, project),
+            identity.home, "--project",
+        )
+    mounts = [_mount(MountMode.RO, p, cwd) for p in ro]
+    mounts += [_mount(MountMode.RW, p, cwd) for p in rw]
+    mounts += [_mount(MountMode.HIDE, p, cwd) for p in hide]
+    return Policy(
+        project=project_dir,
+        cwd=cwd if is_under(cwd, project_dir) else project_dir,
+        command=tuple(command),
+        net=net_mode,
+        mounts=tuple(mounts),
+        env=tuple(_env_request(e) for e in env),
+    )
+
+
+def gather_host_view(identity: Identity, layout: HostLayout,
+                     environ: Mapping[str, str]) -> HostView:
+    path_entries = []
+    for entry in environ.get("PATH", "").split(":"):
+        resolved = os.path.realpath(entry) if entry.startswith("/") else entry
+        path_entries.append((entry, resolved))
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    config_home = xdg if xdg.startswith("/") else posixpath.join(identity.home, ".config")
+    git_configs = []
+    for inside in (posixpath.join(identity.home, ".gitconfig"),
+                   posixpath.join(config_home, "git", "config")):
+        real = os.path.realpath(inside)
+        if os.path.isfile(real):
+            git_configs.append((inside, real))
+    return HostView(identity=identity, layout=layout, environ=tuple(sorted(environ.items())),
+                    path_entries=tuple(path_entries), git_configs=tuple(git_configs))
+
+
+def check_command(plan: Plan, view: HostView) -> None:
+    """Refuse, before starting anything, a COMMAND that does not exist inside (127) or
+    cannot be executed there (126); say where it is if the host has it elsewhere."""
+    policy = plan.policy
+    name = policy.command[0]
+    env = dict(plan.env)
+
+    def visible(path: str) -> bool:
+        return visible_inside(policy, view.layout, path) and visible_inside(
+            policy, view.layout, os.path.realpath(path))
+
+    if "/" in name:
+        candidates = [posixpath.normpath(posixpath.join(policy.cwd, name))]
+    else:
+        candidates = [posixpath.join(d, name) for d in env.get("PATH", "").split(":") if d]
+    for candidate in candidates:
+        if not (os.path.exists(candidate) and visible(candidate)):
+            continue
+        if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
+            raise CommandNotExecutable(f"{name}: {candidate} is not executable")
+        return
+    host_hit = None
+    if "/" not in name:
+        for d in dict(view.environ).get("PATH", "").split(":"):
+            if d.startswith("/") and os.access(posixpath.join(d, name), os.X_OK):
+                host_hit = posixpath.join(d, name)
+                break
+    elif os.path.exists(candidates[0]):
+        host_hit = candidates[0]
+    fix = (f"it is at {host_hit} on the host, which the sandbox does not show; "
+           f"add --ro {posixpath.dirname(os.path.realpath(host_hit))} (read-only) to use it"
+           if host_hit else None)
+    raise CommandNotFound(f"{name}: command not found inside the sandbox", fix=fix)
