@@ -13,8 +13,7 @@ import os
 import re
 import subprocess
 import sys
-
-from attrs import asdict, frozen
+from typing import NamedTuple
 
 from agent_sandbox import __version__
 from agent_sandbox._bwrap import find_bwrap
@@ -39,8 +38,7 @@ APPARMOR_FIX = (
 )
 
 
-@frozen
-class Finding:
+class Finding(NamedTuple):
     name: str
     status: str
     detail: str
@@ -219,7 +217,7 @@ def report(as_json: bool) -> int:
     ok = not any(f.status == FAIL for f in findings)
     if as_json:
         print(json.dumps({"version": __version__, "ok": ok,
-                          "checks": [asdict(f) for f in findings]}, indent=2))
+                          "checks": [f._asdict() for f in findings]}, indent=2))
         return 0 if ok else 1
     width = max(len(f.name) for f in findings)
     colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ

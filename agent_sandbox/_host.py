@@ -11,8 +11,7 @@ import enum
 import os
 import posixpath
 import stat
-
-from attrs import frozen
+from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
 
@@ -38,16 +37,14 @@ class LayoutKind(enum.Enum):
     NIX_ON_FHS = "nix-on-fhs"
 
 
-@frozen
-class Symlink:
+class Symlink(NamedTuple):
     """A symlink recreated inside at ``path`` pointing at ``target`` (as read on the host)."""
 
     path: str
     target: str
 
 
-@frozen
-class HostLayout:
+class HostLayout(NamedTuple):
     """The read-only system view a command needs on this host."""
 
     kind: LayoutKind
@@ -64,8 +61,7 @@ class HostLayout:
         )
 
 
-@frozen
-class Identity:
+class Identity(NamedTuple):
     """The caller, and who the command is inside."""
 
     uid: int

@@ -7,9 +7,7 @@ launcher fills in when it renders the argv.
 
 from __future__ import annotations
 
-import shlex
-
-from attrs import frozen
+from typing import NamedTuple
 
 from agent_sandbox._env import build_env, sanitise_path
 from agent_sandbox._host import HostLayout, Identity
@@ -29,22 +27,19 @@ WORKDIR = _WorkdirRef()
 Word = str | _WorkdirRef
 
 
-@frozen
-class Op:
+class Op(NamedTuple):
     """One bwrap option with its arguments, and why the plan has it."""
 
     words: tuple[Word, ...]
     why: str = ""
 
 
-@frozen
-class Section:
+class Section(NamedTuple):
     title: str
     ops: tuple[Op, ...]
 
 
-@frozen
-class HostView:
+class HostView(NamedTuple):
     """What the plan needs to know about the host, gathered once by the caller."""
 
     identity: Identity
@@ -56,8 +51,7 @@ class HostView:
     git_configs: tuple[tuple[str, str], ...]
 
 
-@frozen
-class Plan:
+class Plan(NamedTuple):
     policy: Policy
     sections: tuple[Section, ...]
     env: tuple[tuple[str, str], ...]
@@ -80,6 +74,8 @@ class Plan:
 
     def describe(self) -> str:
         """A grouped, shell-quoted rendering for ``--dry-run``."""
+        import shlex  # only --dry-run needs it
+
         lines = []
         for section in self.sections:
             lines.append(f"# {section.title}")
@@ -96,6 +92,8 @@ class Plan:
 
 
 def _quote(word: Word) -> str:
+    import shlex
+
     return "$WORKDIR" if word is WORKDIR else shlex.quote(str(word))
 
 

@@ -1,18 +1,18 @@
-"""The policy: what the user asked for, validated and frozen. Pure data, no side effects."""
+"""The policy: what the user asked for, resolved and frozen. Pure data, no side effects.
+
+Value objects here and in the plan are ``typing.NamedTuple``s: immutable, typed and cheap.
+(attrs was the first choice; measured here it adds ~22 ms of import and ~1 ms per class to
+every launch, a whole ``python -c pass``. Inputs are validated where they arrive, in
+``_request``, which turns each bad value into an error naming the flag.)
+"""
 
 from __future__ import annotations
 
 import enum
-import posixpath
-import re
-from typing import Any
-
-from attrs import field, frozen
+from typing import NamedTuple
 
 # An empty tmpfs $HOME; agents fill it with caches, so leave room, but cap it (disk-fill DoS).
 DEFAULT_HOME_SIZE = 512 * 1024 * 1024
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class NetMode(enum.Enum):
@@ -27,49 +27,40 @@ class MountMode(enum.Enum):
     HIDE = "hide"
 
 
-def _absolute_normal(_inst: Any, attribute: Any, value: str) -> None:
-    if not value.startswith("/") or posixpath.normpath(value) != value:
-        raise ValueError(f"{attribute.name} must be an absolute, normalised path: {value!r}")
-
-
-@frozen
-class Mount:
-    """An extra bind asked for by the user (``--ro``/``--rw``/``--hide``)."""
+class Mount(NamedTuple):
+    """An extra path asked for by the user (``--ro``/``--rw``/``--hide``), resolved."""
 
     mode: MountMode
-    path: str = field(validator=_absolute_normal)
+    path: str
     origin: str
     # For HIDE: a directory is covered by an empty tmpfs, a file by /dev/null.
     is_dir: bool = True
 
 
-@frozen
-class EnvRequest:
+def is_env_name(name: str) -> bool:
+    return (
+        name.isascii()
+        and bool(name)
+        and not name[0].isdigit()
+        and name.replace("_", "a").isalnum()
+    )
+
+
+class EnvRequest(NamedTuple):
     """``--env NAME`` (pass the host value) or ``--env NAME=VALUE`` (set it)."""
 
-    name: str = field()
+    name: str
     value: str | None = None
     origin: str = "--env"
 
-    @name.validator
-    def _check_name(self, _attribute: Any, value: str) -> None:
-        if not _ENV_NAME.match(value):
-            raise ValueError(f"not a valid variable name: {value!r}")
 
-
-@frozen
-class Policy:
+class Policy(NamedTuple):
     """Everything that decides what the sandbox looks like, already resolved to real paths."""
 
-    project: str = field(validator=_absolute_normal)
-    cwd: str = field(validator=_absolute_normal)
-    command: tuple[str, ...] = field()
+    project: str
+    cwd: str
+    command: tuple[str, ...]
     net: NetMode = NetMode.NONE
     mounts: tuple[Mount, ...] = ()
     env: tuple[EnvRequest, ...] = ()
     home_size: int = DEFAULT_HOME_SIZE
-
-    @command.validator
-    def _check_command(self, _attribute: Any, value: tuple[str, ...]) -> None:
-        if not value or not value[0]:
-            raise ValueError("a command is required")

@@ -11,7 +11,7 @@ from agent_sandbox._env import check_request
 from agent_sandbox._errors import CommandNotExecutable, CommandNotFound, UsageError
 from agent_sandbox._host import HostLayout, Identity
 from agent_sandbox._plan import HostView, Plan, is_under, visible_inside
-from agent_sandbox._policy import EnvRequest, Mount, MountMode, NetMode, Policy
+from agent_sandbox._policy import EnvRequest, Mount, MountMode, NetMode, Policy, is_env_name
 
 # Never a project: they would expose the system, every home, or the shared temp dirs.
 _NOT_A_PROJECT = ("/", "/tmp", "/var/tmp", "/home", "/root")
@@ -86,11 +86,10 @@ def _mount(mode: MountMode, raw: str, cwd: str) -> Mount:
 
 def _env_request(raw: str) -> EnvRequest:
     name, sep, value = raw.partition("=")
-    try:
-        request = EnvRequest(name=name, value=value if sep else None, origin="--env")
-    except ValueError:
+    if not is_env_name(name):
         raise UsageError(f"--env {raw!r}: expected NAME or NAME=VALUE with a valid "
-                         "variable name") from None
+                         "variable name (letters, digits, _; not starting with a digit)")
+    request = EnvRequest(name=name, value=value if sep else None, origin="--env")
     check_request(request)
     return request
 

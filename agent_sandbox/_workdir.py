@@ -21,13 +21,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import stat
 import sys
 import time
 from collections.abc import Iterator
-
-from attrs import frozen
+from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
 
@@ -40,8 +38,7 @@ class UnsafeTree(Exception):
     """The tree changed under us in a way that removal must not follow."""
 
 
-@frozen
-class _Frame:
+class _Frame(NamedTuple):
     name: str
     dev: int
     ino: int
@@ -75,20 +72,21 @@ def _open_dir(parent_fd: int, name: str, expect: os.stat_result) -> int:
 
 
 def _clear_files(fd: int, dev: int) -> list[str]:
-    """Unlink everything in ``fd`` that is not a directory; return the subdirectory names."""
-    subdirs = []
+    """Unlink everything in ``fd`` that is not a directory; return the subdirectory names.
+
+    A directory on another filesystem (a mount point) stops the removal before anything in
+    this directory is touched.
+    """
     with os.scandir(fd) as it:
-        entries = list(it)
-    for entry in entries:
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            if st.st_dev != dev:
-                raise UnsafeTree(f"{entry.name} is on another filesystem")
-            subdirs.append(entry.name)
-        else:
+        entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+    for name, st in entries:
+        if stat.S_ISDIR(st.st_mode) and st.st_dev != dev:
+            raise UnsafeTree(f"{name} is on another filesystem")
+    for name, st in entries:
+        if not stat.S_ISDIR(st.st_mode):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.name, dir_fd=fd)
-    return subdirs
+                os.unlink(name, dir_fd=fd)
+    return [name for name, st in entries if stat.S_ISDIR(st.st_mode)]
 
 
 def remove_tree(parent_fd: int, name: str) -> None:
@@ -240,7 +238,7 @@ def work_dir() -> Iterator[str]:
         for problem in reap_stale(base_fd):
             print(f"agent-sandbox: warning: stale work dir left in {base}: {problem}",
                   file=sys.stderr)
-        name = f"{os.getpid()}-{secrets.token_hex(6)}"
+        name = f"{os.getpid()}-{os.urandom(6).hex()}"
         lock_tmp = f".{name}{_LOCK_SUFFIX}.tmp"
         lock_fd = os.open(
             lock_tmp,

@@ -1,0 +1,158 @@
+"""The plan is pure: a fixed policy and host view always give the same bwrap argv (golden)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent_sandbox._errors import UsageError
+from agent_sandbox._host import HostLayout, Identity, LayoutKind, Symlink
+from agent_sandbox._plan import WORKDIR, HostView, build_plan
+from agent_sandbox._policy import EnvRequest, Mount, MountMode, NetMode, Policy
+
+GOLDEN = Path(__file__).parent / "golden"
+
+LAYOUT = HostLayout(
+    kind=LayoutKind.FHS,
+    merged_usr=True,
+    ro_dirs=("/etc", "/usr"),
+    symlinks=(Symlink("/bin", "usr/bin"), Symlink("/lib64", "usr/lib64")),
+    secret_files=("/etc/shadow",),
+    secret_dirs=("/etc/ssl/private",),
+)
+USER = Identity(uid=1000, gid=1000, user="alice", home="/home/alice")
+HOST_ENV = {
+    "PATH": "/home/alice/.local/bin:/usr/local/bin:/usr/bin:/bin:.::/opt/x/bin",
+    "HOME": "/home/alice", "TERM": "xterm-256color", "LANG": "en_US.UTF-8",
+    "LC_TIME": "de_DE.UTF-8", "SHELL": "/usr/bin/zsh", "ANTHROPIC_API_KEY": "sk-secret",
+    "AWS_SECRET_ACCESS_KEY": "aws", "LD_PRELOAD": "/evil.so", "SSH_AUTH_SOCK": "/run/x",
+    "NODE_OPTIONS": "--require /evil.js", "DISPLAY": ":0", "EDITOR": "vim",
+}
+
+
+def _view(identity: Identity = USER, env: dict[str, str] | None = None) -> HostView:
+    environ = HOST_ENV if env is None else env
+    return HostView(
+        identity=identity,
+        layout=LAYOUT,
+        environ=tuple(sorted(environ.items())),
+        path_entries=tuple((p, p) for p in environ["PATH"].split(":")),
+        git_configs=(("/home/alice/.gitconfig", "/home/alice/.gitconfig"),),
+    )
+
+
+def _policy(**kw: object) -> Policy:
+    base: dict[str, object] = dict(
+        project="/home/alice/src/my project", cwd="/home/alice/src/my project/sub",
+        command=("claude", "--flag", "-x"),
+    )
+    base.update(kw)
+    return Policy(**base)  # type: ignore[arg-type]
+
+
+def test_golden_plan() -> None:
+    policy = _policy(
+        mounts=(
+            Mount(MountMode.HIDE, "/home/alice/src/my project/.env", "--hide .env", is_dir=False),
+            Mount(MountMode.RO, "/opt/x", "--ro /opt/x"),
+            Mount(MountMode.HIDE, "/opt/x/secrets", "--hide /opt/x/secrets"),
+        ),
+        env=(EnvRequest("ANTHROPIC_API_KEY"), EnvRequest("FOO", "bar baz")),
+    )
+    text = build_plan(policy, _view()).describe()
+    golden = GOLDEN / "plan_fhs.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_argv_fills_the_workdir_and_ends_with_the_command() -> None:
+    plan = build_plan(_policy(), _view())
+    argv = plan.bwrap_args("/tmp/agent-sandbox-1000/1-abc")
+    assert argv[argv.index("--bind") + 1 : argv.index("--bind") + 3] == [
+        "/tmp/agent-sandbox-1000/1-abc", "/tmp"]
+    assert argv[-4:] == ["--", "claude", "--flag", "-x"]
+    assert all(w is not WORKDIR for w in argv)
+
+
+def test_every_namespace_is_unshared_and_no_new_session() -> None:
+    argv = build_plan(_policy(), _view()).bwrap_args("/w")
+    for flag in ("--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts",
+                 "--unshare-cgroup", "--unshare-net", "--die-with-parent"):
+        assert flag in argv
+    assert "--new-session" not in argv  # TUIs need job control and SIGWINCH
+
+
+def test_host_network_keeps_the_other_namespaces() -> None:
+    argv = build_plan(_policy(net=NetMode.HOST), _view()).bwrap_args("/w")
+    assert "--unshare-net" not in argv and "--unshare-pid" in argv
+
+
+def test_root_caller_runs_unprivileged_inside() -> None:
+    root = Identity(uid=0, gid=0, user="root", home="/root")
+    argv = build_plan(_policy(project="/srv/p", cwd="/srv/p"), _view(root)).bwrap_args("/w")
+    i = argv.index("--uid")
+    assert argv[i : i + 4] == ["--uid", "65534", "--gid", "65534"]
+
+
+def test_environment_is_an_allow_list() -> None:
+    env = dict(build_plan(_policy(env=(EnvRequest("ANTHROPIC_API_KEY"),)), _view()).env)
+    assert env == {
+        "AGENT_SANDBOX_ACTIVE": "1",
+        "ANTHROPIC_API_KEY": "sk-secret",
+        "EDITOR": "vim",
+        "HOME": "/home/alice",
+        "LANG": "en_US.UTF-8",
+        "LC_TIME": "de_DE.UTF-8",
+        "LOGNAME": "alice",
+        # ~/.local/bin is hidden, "." and "" never survive, /opt/x/bin is not shown.
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "SHELL": "/usr/bin/zsh",
+        "TERM": "xterm-256color",
+        "TMPDIR": "/tmp",
+        "USER": "alice",
+    }
+
+
+def test_hidden_path_entry_is_replaced_by_its_visible_target() -> None:
+    view = HostView(
+        identity=USER, layout=LAYOUT, environ=(("PATH", "/home/alice/.nix-profile/bin"),),
+        path_entries=(("/home/alice/.nix-profile/bin", "/usr/lib/nix-profile/bin"),),
+        git_configs=(),
+    )
+    assert dict(build_plan(_policy(), view).env)["PATH"] == "/usr/lib/nix-profile/bin"
+
+
+def test_shell_falls_back_when_the_host_shell_is_hidden() -> None:
+    env = dict(HOST_ENV, SHELL="/home/alice/.local/bin/fish")
+    assert dict(build_plan(_policy(), _view(env=env)).env)["SHELL"] == "/bin/sh"
+
+
+@pytest.mark.parametrize(
+    "name", ["LD_PRELOAD", "LD_AUDIT", "NODE_OPTIONS", "PYTHONSTARTUP", "BASH_ENV",
+             "GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS", "PERL5OPT", "JAVA_TOOL_OPTIONS",
+             "DOTNET_STARTUP_HOOKS", "GLIBC_TUNABLES", "BASH_FUNC_x", "HOME", "TMPDIR",
+             "AGENT_SANDBOX_ACTIVE"],
+)
+def test_injection_and_sandbox_owned_variables_are_refused(name: str) -> None:
+    with pytest.raises(UsageError, match=name):
+        build_plan(_policy(env=(EnvRequest(name, "x"),)), _view())
+
+
+def test_dry_run_never_prints_host_values() -> None:
+    text = build_plan(_policy(env=(EnvRequest("ANTHROPIC_API_KEY"),)), _view()).describe()
+    assert "sk-secret" not in text
+    assert "ANTHROPIC_API_KEY=<from host>" in text
+
+
+def test_extra_mounts_parents_first_hides_last() -> None:
+    policy = _policy(mounts=(
+        Mount(MountMode.HIDE, "/opt/a/b", "--hide"),
+        Mount(MountMode.RO, "/opt/a/b/c", "--ro"),
+        Mount(MountMode.RW, "/opt/a", "--rw"),
+    ))
+    argv = build_plan(policy, _view()).bwrap_args("/w")
+    order = [argv.index("/opt/a"), argv.index("/opt/a/b/c"), argv.index("/opt/a/b")]
+    assert order == sorted(order)
