@@ -58,7 +58,7 @@ def _parser() -> _Parser:
     p.add_argument("--rw", action="append", default=[], metavar="PATH",
                    help="also show PATH read-write (repeatable)")
     p.add_argument("--hide", action="append", default=[], metavar="PATH",
-                   help="hide PATH (an empty dir or file) (repeatable)")
+                   help="hide PATH: it stays in place but cannot be read (repeatable)")
     p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                    help="pass one variable in: its host value, or VALUE (repeatable)")
     p.add_argument("--dry-run", action="store_true",

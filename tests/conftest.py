@@ -1,0 +1,85 @@
+"""Shared fixtures: a fake $HOME full of secrets, a project, and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+IS_ROOT = os.getuid() == 0
+INSIDE_UID = 65534 if IS_ROOT else os.getuid()
+CLI = [sys.executable, "-m", "agent_sandbox"]
+SECRET = "s3cr3t-" + os.urandom(4).hex()
+
+
+class Env:
+    """A controlled environment for the launcher: fake HOME, private TMPDIR, plain PATH."""
+
+    def __init__(self, home: Path, tmpdir: Path) -> None:
+        self.home = home
+        self.tmpdir = tmpdir
+        self.vars = {
+            "HOME": str(home),
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "TMPDIR": str(tmpdir),
+            "LANG": "C.UTF-8",
+            "TERM": "xterm",
+            "USER": "tester",
+        }
+
+    @property
+    def workdir_base(self) -> Path:
+        return self.tmpdir / f"agent-sandbox-{os.getuid()}"
+
+    def with_(self, **extra: str) -> dict[str, str]:
+        return {**self.vars, **extra}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    (h / ".ssh").mkdir(parents=True)
+    (h / ".ssh" / "id_ed25519").write_text(f"PRIVATE KEY {SECRET}\n")
+    (h / ".aws").mkdir()
+    (h / ".aws" / "credentials").write_text(f"aws_secret_access_key={SECRET}\n")
+    (h / ".bashrc").write_text("echo from-bashrc\n")
+    (h / ".gitconfig").write_text("[user]\n\tname = Sandbox Tester\n\temail = t@example.invalid\n")
+    return h
+
+
+@pytest.fixture
+def env(home: Path, tmp_path: Path) -> Env:
+    tmpdir = tmp_path / "hosttmp"
+    tmpdir.mkdir()
+    return Env(home, tmpdir)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    p = tmp_path / "project"
+    p.mkdir()
+    return p
+
+
+def run_cli(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float = 60,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, env=dict(env), capture_output=True, text=True,
+        timeout=timeout, input=input, check=False,
+    )
+
+
+def sandbox_sh(script: str, *, cwd: Path, env: Mapping[str, str],
+               extra: Sequence[str] = (), timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``sh -c script`` in the real sandbox."""
+    return run_cli([*extra, "--", "sh", "-c", script], cwd=cwd, env=env, timeout=timeout)
