@@ -28,23 +28,40 @@ from agent_sandbox._workdir import work_dir
 
 GRACE_SECONDS = 5.0
 _SI_KERNEL = 0x80  # si_code of a signal the kernel raised (e.g. the terminal's ^C)
-_FORWARDED = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+_TERMINAL = (signal.SIGINT, signal.SIGQUIT)
+_ENDING = (signal.SIGTERM, signal.SIGHUP)
+_FORWARDED = (*_TERMINAL, *_ENDING)
 _WAITED = frozenset({*_FORWARDED, signal.SIGCHLD})
 # Dispositions Python changes at startup that a child must not inherit.
 _RESET_TO_DEFAULT = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 @contextlib.contextmanager
-def _blocked_signals() -> Iterator[None]:
+def _blocked_signals(ignore_terminal: bool) -> Iterator[None]:
+    """Block what ``_supervise`` waits for; optionally ignore ^C/^\\ so bwrap inherits that.
+
+    A signal that is blocked is queued even when ignored, so ``sigwaitinfo`` still sees it.
+    """
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
+    saved = {}
+    if ignore_terminal:
+        for signo in _TERMINAL:
+            saved[signo] = signal.signal(signo, signal.SIG_IGN)
     try:
         yield
     finally:
+        for signo, handler in saved.items():
+            signal.signal(signo, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fd: int) -> int:
-    """posix_spawn bwrap with a clean signal state and only stdio plus ``keep_fd`` open."""
+def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fd: int,
+           keep_ignored: bool) -> int:
+    """posix_spawn bwrap with a clean signal state and only stdio plus ``keep_fd`` open.
+
+    With ``keep_ignored``, SIGINT and SIGQUIT stay ignored in bwrap (the plan's command
+    prefix restores them for the command).
+    """
     actions: list[tuple[int, int] | tuple[int, int, int]] = []
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -59,7 +76,7 @@ def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fd: int) -> in
         env,
         file_actions=actions,
         setsigmask=(),
-        setsigdef=(*_FORWARDED, *_RESET_TO_DEFAULT),
+        setsigdef=(*(_ENDING if keep_ignored else _FORWARDED), *_RESET_TO_DEFAULT),
     )
 
 
@@ -113,20 +130,21 @@ def _supervise(bwrap_pid: int, init_pid: int) -> int:
         for pid in _command_pids(init_pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signo)
-        if signo in (signal.SIGTERM, signal.SIGHUP) and deadline is None:
+        if signo in _ENDING and deadline is None:
             deadline = time.monotonic() + GRACE_SECONDS
 
 
 def run(plan: Plan, bwrap: str) -> int:
     """Run ``plan`` under ``bwrap``; return the exit status for the launcher to exit with."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_blocked_signals())
+        stack.enter_context(_blocked_signals(plan.shield_terminal_signals))
         tmp = stack.enter_context(work_dir())
         status_read, status_write = os.pipe()  # both close-on-exec until _spawn passes one
         stack.callback(os.close, status_read)
         args = ["--json-status-fd", str(status_write), *plan.bwrap_args(tmp)]
         try:
-            pid = _spawn(bwrap, args, dict(plan.env), status_write)
+            pid = _spawn(bwrap, args, dict(plan.env), status_write,
+                         keep_ignored=plan.shield_terminal_signals)
         except OSError as e:
             raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None
         finally:

@@ -49,6 +49,8 @@ class HostView(NamedTuple):
     path_entries: tuple[tuple[str, str], ...]
     # The user's git identity files as (path inside, real path on the host).
     git_configs: tuple[tuple[str, str], ...]
+    # An ``env`` inside that can reset signal dispositions (GNU coreutils >= 8.31), or "".
+    signal_reset_env: str = ""
 
 
 class Plan(NamedTuple):
@@ -57,10 +59,25 @@ class Plan(NamedTuple):
     env: tuple[tuple[str, str], ...]
     # Names whose value came from the host environment (never printed by --dry-run).
     host_valued: frozenset[str]
+    # Run before the command: empty, or an env that undoes the launcher's SIG_IGN of the
+    # terminal's SIGINT/SIGQUIT (see ``shield_terminal_signals``).
+    command_prefix: tuple[str, ...] = ()
 
     @property
     def command(self) -> tuple[str, ...]:
         return self.policy.command
+
+    @property
+    def shield_terminal_signals(self) -> bool:
+        """Whether bwrap should start with SIGINT and SIGQUIT ignored.
+
+        The terminal sends ^C to its whole foreground process group, bwrap's own monitor
+        process included, which would die of it and take the sandbox along: a program inside
+        that handles ^C (a REPL, aider interrupting a reply) would be killed instead. bwrap
+        starts with the two signals ignored, and ``env --default-signal`` restores them to
+        default just before the command runs, so the command sees ^C exactly as outside.
+        """
+        return bool(self.command_prefix)
 
     def bwrap_args(self, workdir: str) -> list[str]:
         """The bwrap options and command, with the work dir filled in."""
@@ -69,6 +86,7 @@ class Plan(NamedTuple):
             for op in section.ops:
                 args.extend(workdir if w is WORKDIR else str(w) for w in op.words)
         args.append("--")
+        args.extend(self.command_prefix)
         args.extend(self.command)
         return args
 
@@ -83,7 +101,12 @@ class Plan(NamedTuple):
                 text = " ".join(_quote(w) for w in op.words)
                 lines.append(f"  {text}" + (f"    # {op.why}" if op.why else ""))
         lines.append("# command")
-        lines.append("  -- " + shlex.join(self.command))
+        if self.command_prefix:
+            lines.append("  -- " + shlex.join(self.command_prefix) + "    # ^C reaches the "
+                         "command, not bwrap (see docs/architecture.md)")
+            lines.append("     " + shlex.join(self.command))
+        else:
+            lines.append("  -- " + shlex.join(self.command))
         lines.append("# environment (nothing else is passed in)")
         for name, value in self.env:
             shown = "<from host>" if name in self.host_valued else shlex.quote(value)
@@ -209,11 +232,15 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         _project_and_mounts(policy),
         Section("process", (Op(("--chdir", policy.cwd), "same directory as outside"),)),
     )
+    prefix: tuple[str, ...] = ()
+    if view.signal_reset_env and visible_inside(policy, layout, view.signal_reset_env):
+        prefix = (view.signal_reset_env, "--default-signal=INT,QUIT", "--")
     return Plan(
         policy=policy,
         sections=sections,
         env=tuple(sorted(env.items())),
         host_valued=frozenset(host_valued),
+        command_prefix=prefix,
     )
 
 

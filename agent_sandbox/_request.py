@@ -148,7 +148,26 @@ def gather_host_view(identity: Identity, layout: HostLayout,
         if os.path.isfile(real):
             git_configs.append((inside, real))
     return HostView(identity=identity, layout=layout, environ=tuple(sorted(environ.items())),
-                    path_entries=tuple(path_entries), git_configs=tuple(git_configs))
+                    path_entries=tuple(path_entries), git_configs=tuple(git_configs),
+                    signal_reset_env=_signal_reset_env(layout))
+
+
+def _signal_reset_env(layout: HostLayout) -> str:
+    """The first system ``env`` that knows ``--default-signal`` (GNU coreutils >= 8.31).
+
+    Detected by the option's name in the binary (env is ~50 KB): no process is spawned on
+    the launch path. Without one, ^C in a non-raw terminal ends the whole sandbox.
+    """
+    for candidate in ("/usr/bin/env", "/bin/env", "/run/current-system/sw/bin/env"):
+        if not layout.is_visible(candidate):
+            continue
+        try:
+            with open(os.path.realpath(candidate), "rb") as f:
+                if b"default-signal" in f.read(4 * 1024 * 1024):
+                    return candidate
+        except OSError:
+            continue
+    return ""
 
 
 def check_command(plan: Plan, view: HostView) -> None:

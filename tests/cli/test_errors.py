@@ -168,6 +168,6 @@ def test_dry_run_prints_the_plan_and_starts_nothing(project: Path, env: Env) -> 
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "--unshare-net" in out and f"--bind {project} {project}" in out
-    assert "-- bash -c 'echo '\"'\"'a b'\"'\"''" in out
+    assert "bash -c 'echo '\"'\"'a b'\"'\"''" in out
     assert "SECRET_TOKEN=<from host>" in out and "tok-123" not in out
     _nothing_started(env)

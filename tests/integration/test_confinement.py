@@ -152,7 +152,8 @@ def test_host_loopback_listener_is_unreachable(project: Path, env: Env) -> None:
         done = sandbox_sh(
             "python3 -c 'import socket,sys\n"
             "try:\n"
-            f"    socket.create_connection((\"127.0.0.1\", {port}), timeout=3); print(\"connected\")\n"
+            f"    socket.create_connection((\"127.0.0.1\", {port}), timeout=3)\n"
+            "    print(\"connected\")\n"
             "except OSError as e: print(type(e).__name__)'",
             cwd=project, env=env.vars,
         )

@@ -156,3 +156,15 @@ def test_extra_mounts_parents_first_hides_last() -> None:
     argv = build_plan(policy, _view()).bwrap_args("/w")
     order = [argv.index("/opt/a"), argv.index("/opt/a/b/c"), argv.index("/opt/a/b")]
     assert order == sorted(order)
+
+
+def test_terminal_signal_shield_wraps_the_command() -> None:
+    view = _view()._replace(signal_reset_env="/usr/bin/env")
+    plan = build_plan(_policy(), view)
+    assert plan.shield_terminal_signals
+    assert plan.bwrap_args("/w")[-7:] == ["--", "/usr/bin/env", "--default-signal=INT,QUIT",
+                                          "--", "claude", "--flag", "-x"]
+    # Without a capable env (or one the sandbox does not show), nothing is ignored.
+    assert not build_plan(_policy(), _view()).shield_terminal_signals
+    hidden = _view()._replace(signal_reset_env="/home/alice/bin/env")
+    assert not build_plan(_policy(), hidden).shield_terminal_signals

@@ -1,0 +1,153 @@
+"""Lifecycle: nothing survives the sandbox, signals are passed on, the work dir is removed
+(even after a SIGKILL of the launcher, by the next launch) and cleanup cannot be turned
+against the host."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLI, SECRET, Env, sandbox_sh
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _pids_with(token: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if token.encode() in f.read():
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def _launch(script: str, project: Path, env: Env) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, "-q", "--", "sh", "-c", script], cwd=project, env=env.vars,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_double_forked_daemons_do_not_survive(project: Path, env: Env) -> None:
+    token = f"4{os.getpid() % 1000:03d}71"
+    done = sandbox_sh(f"(setsid sleep {token} &) ; (nohup sleep {token} >/dev/null 2>&1 &); "
+                      "sleep 0.2; exit 3", cwd=project, env=env.vars)
+    assert done.returncode == 3
+    assert _wait_for(lambda: not _pids_with(f"sleep\0{token}"))
+
+
+def test_sigterm_is_forwarded_and_the_status_comes_back(project: Path, env: Env) -> None:
+    with _launch("trap 'echo got-term; exit 7' TERM; echo ready; "
+                 "while :; do sleep 0.1; done", project, env) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert out.strip() == "got-term"
+    assert proc.returncode == 7
+
+
+def test_sigint_sent_by_a_process_is_forwarded(project: Path, env: Env) -> None:
+    with _launch("trap 'echo got-int; exit 5' INT; echo ready; "
+                 "while :; do sleep 0.1; done", project, env) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert out.strip() == "got-int" and proc.returncode == 5
+
+
+def test_a_command_ignoring_sigterm_is_killed_after_the_grace_period(
+    project: Path, env: Env
+) -> None:
+    with _launch("trap '' TERM; echo ready; while :; do sleep 0.1; done", project,
+                 env) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGKILL
+    assert time.monotonic() - started >= 4  # the grace period (5 s) was honoured
+
+
+def test_launcher_sigkill_kills_the_command_and_the_next_launch_reaps(
+    project: Path, env: Env
+) -> None:
+    token = f"5{os.getpid() % 1000:03d}93"
+    with _launch(f"exec sleep {token}", project, env) as proc:
+        assert _wait_for(lambda: bool(_pids_with(f"sleep\0{token}")))
+        stale = os.listdir(env.workdir_base)
+        assert len([n for n in stale if not n.endswith(".lock")]) == 1
+        proc.kill()
+        proc.wait()
+    assert _wait_for(lambda: not _pids_with(f"sleep\0{token}")), "the command survived"
+    assert os.listdir(env.workdir_base) == stale  # nobody cleaned up yet
+    assert sandbox_sh("true", cwd=project, env=env.vars).returncode == 0
+    assert os.listdir(env.workdir_base) == []
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    v = tmp_path / "victim"
+    (v / "sub").mkdir(parents=True)
+    (v / "precious").write_text(SECRET)
+    (v / "sub" / "more").write_text(SECRET)
+    return v
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_cleanup_attacks_leave_the_host_intact(
+    project: Path, env: Env, victim: Path
+) -> None:
+    (project / "keep.txt").write_text(SECRET)
+    before_victim, before_project = _tree(victim), _tree(project)
+    # Inside, the victim paths do not exist; the links are planted for the host-side cleanup.
+    script = f"""
+        ln -s {victim} /tmp/dir-link
+        ln -s {victim}/precious /tmp/file-link
+        ln -s {project} /tmp/project-link
+        mkdir -p /tmp/locked/inner && touch /tmp/locked/inner/f
+        chmod 0 /tmp/locked/inner /tmp/locked
+        mkdir /tmp/ro && touch /tmp/ro/f && chmod 500 /tmp/ro
+        mkfifo /tmp/fifo
+        python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("/tmp/sock")'
+        python3 -c '
+import os
+fd = os.open("/tmp", os.O_RDONLY)
+for _ in range(10000):
+    os.mkdir("d", dir_fd=fd)
+    nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+os.symlink("{victim}", "link-at-the-bottom", dir_fd=fd)
+'
+        echo planted
+    """
+    done = sandbox_sh(script, cwd=project, env=env.vars, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "planted"
+    assert _tree(victim) == before_victim
+    assert (victim / "precious").read_text() == SECRET
+    assert _tree(project) == before_project
+    assert os.listdir(env.workdir_base) == []  # the whole work dir is gone
