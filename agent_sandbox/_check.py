@@ -53,20 +53,24 @@ def _read_int(path: str) -> int | None:
         return None
 
 
-def userns_problems() -> list[Finding]:
-    """Host settings that stop unprivileged user namespaces, each with its fix."""
+def userns_problems(root: str = "/") -> list[Finding]:
+    """Host settings that stop unprivileged user namespaces, each with its fix.
+
+    ``root`` lets tests point it at a simulated /proc/sys (e.g. Ubuntu's AppArmor switch).
+    """
     found = []
-    if _read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0:
+    sysctl = os.path.join(root, "proc/sys")
+    if _read_int(f"{sysctl}/kernel/unprivileged_userns_clone") == 0:
         found.append(Finding(
             "user namespaces", FAIL, "kernel.unprivileged_userns_clone is 0",
             "sudo sysctl -w kernel.unprivileged_userns_clone=1 (persist it in /etc/sysctl.d/)",
         ))
-    if _read_int("/proc/sys/user/max_user_namespaces") == 0:
+    if _read_int(f"{sysctl}/user/max_user_namespaces") == 0:
         found.append(Finding(
             "user namespaces", FAIL, "user.max_user_namespaces is 0",
             "sudo sysctl -w user.max_user_namespaces=15000 (persist it in /etc/sysctl.d/)",
         ))
-    if _read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == 1:
+    if _read_int(f"{sysctl}/kernel/apparmor_restrict_unprivileged_userns") == 1:
         found.append(Finding(
             "AppArmor", FAIL, "kernel.apparmor_restrict_unprivileged_userns is 1", APPARMOR_FIX
         ))
