@@ -6,7 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CLI, Env, run_cli
+
+pytestmark = pytest.mark.integration
 
 
 def test_check_reports_this_host_as_json(project: Path, env: Env) -> None:

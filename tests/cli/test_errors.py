@@ -142,6 +142,7 @@ def test_json_without_check(project: Path, env: Env) -> None:
     _assert_clean_error(done, 2, "--json goes with --check")
 
 
+@pytest.mark.integration
 def test_untrusted_bwrap_is_refused_unless_explicit(project: Path, env: Env) -> None:
     fake = project / "bwrap"
     fake.write_text("#!/bin/sh\necho UNCONFINED\n")

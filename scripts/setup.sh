@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up agent-sandbox from this checkout: system packages (Debian/Ubuntu, via sudo when not
+# root), a venv in .venv, the package with its test tools. Idempotent and quiet when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# bubblewrap: the sandbox; libseccomp2: the seccomp layer; python3-venv: the venv;
+# git, vim-tiny, util-linux (ipcmk, unshare): used by the test suite.
+packages=(bubblewrap libseccomp2 python3 python3-venv git vim-tiny util-linux)
+
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+elif ! command -v bwrap >/dev/null 2>&1; then
+  echo "setup: not a Debian/Ubuntu system: install bubblewrap (>= 0.8), libseccomp and" \
+       "Python >= 3.11 with your package manager, then run this again" >&2
+  exit 1
+fi
+
+python=""
+for candidate in /usr/bin/python3 python3; do
+  if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    python="$candidate"
+    break
+  fi
+done
+[ -n "$python" ] || { echo "setup: Python >= 3.11 is required" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.agent-sandbox-installed
+if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  touch "$stamp"
+fi
