@@ -6,8 +6,6 @@ launch path: imported only by ``--check`` and on failure.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import re
@@ -24,6 +22,8 @@ OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
 
 # Options the default policy uses, and the bwrap release that brought them.
 REQUIRED_OPTIONS = {
+    "--seccomp": "0.1.3",
+    "--disable-userns": "0.8.0",
     "--json-status-fd": "0.3.2",
     "--die-with-parent": "0.1.8",
     "--unshare-cgroup": "0.1.8",
@@ -148,23 +148,24 @@ def _live_namespace_test(bwrap: str) -> Finding:
     )
 
 
-def _libseccomp() -> Finding:
-    name = ctypes.util.find_library("seccomp")
-    if not name:
-        return Finding("libseccomp", WARN, "not found (the seccomp layer will need it)",
-                       "sudo apt-get install libseccomp2 (Fedora: libseccomp; Nix: libseccomp)")
+def _seccomp() -> list[Finding]:
+    """libseccomp, and the default filter really built (or found in the cache)."""
+    from agent_sandbox._seccomp import default_rules
+    from agent_sandbox._seccomp_bpf import libseccomp_version
+    from agent_sandbox._seccomp_cache import cache_dir, seccomp_program
+
     try:
-        lib = ctypes.CDLL(name)
-
-        class _Version(ctypes.Structure):
-            _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint),
-                        ("micro", ctypes.c_uint)]
-
-        lib.seccomp_version.restype = ctypes.POINTER(_Version)
-        v = lib.seccomp_version().contents
-        return Finding("libseccomp", OK, f"{name} {v.major}.{v.minor}.{v.micro}")
-    except (OSError, AttributeError) as e:
-        return Finding("libseccomp", WARN, f"{name} could not be loaded: {e}")
+        version = libseccomp_version()
+        rules = default_rules()
+        with seccomp_program(rules) as fd:
+            size = os.fstat(fd).st_size
+    except SandboxError as e:
+        return [Finding("seccomp filter", FAIL, e.message, e.fix or "")]
+    return [
+        Finding("libseccomp", OK, version),
+        Finding("seccomp filter", OK, f"{len(rules)} rules, {size // 8} BPF instructions, "
+                f"native architecture only (cache: {cache_dir()})"),
+    ]
 
 
 def _cgroup() -> Finding:
@@ -202,8 +203,7 @@ def collect() -> list[Finding]:
     findings += problems
     if not problems:
         findings.append(Finding("AppArmor", OK, "no user namespace restriction"))
-    findings.append(_libseccomp())
-    findings.append(Finding("seccomp layer", INFO, "not part of this version's policy yet"))
+    findings += _seccomp()
     layout = probe_layout()
     findings.append(Finding(
         "layout", OK,

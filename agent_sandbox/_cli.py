@@ -61,6 +61,9 @@ def _parser() -> _Parser:
                    help="hide PATH: it stays in place but cannot be read (repeatable)")
     p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                    help="pass one variable in: its host value, or VALUE (repeatable)")
+    p.add_argument("--allow-nested-userns", action="store_true",
+                   help="let the command create user namespaces (an agent's own inner "
+                   "sandbox); weaker: a nested namespace can undo read-only binds")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (bwrap options, environment) and exit")
     p.add_argument("--check", action="store_true",
@@ -96,7 +99,8 @@ def _run(argv: Sequence[str] | None) -> int:
 
     identity = current_identity()
     policy = build_policy(command=command, project=args.project, net=args.net, ro=args.ro,
-                          rw=args.rw, hide=args.hide, env=args.env, identity=identity)
+                          rw=args.rw, hide=args.hide, env=args.env, identity=identity,
+                          allow_nested_userns=args.allow_nested_userns)
     view = gather_host_view(identity, probe_layout(), os.environ)
     plan = build_plan(policy, view)
 
@@ -125,6 +129,10 @@ def _run(argv: Sequence[str] | None) -> int:
         _say("warning: --net host shares the host network: every service listening on host "
              "loopback and every abstract UNIX socket (X11, D-Bus, IDE helpers) is reachable "
              "from inside")
+    if policy.allow_nested_userns:
+        _say("warning: --allow-nested-userns: the command may create user namespaces; inside "
+             "one it can mount over or pivot away from the read-only binds it sees (the host "
+             "files stay protected by their permissions, not by the sandbox's view)")
     if identity.uid == 0 and not args.quiet:
         _say(f"notice: called as root: the command runs as uid {identity.inside_uid} with no "
              "capabilities, but files only root may read stay readable where they are visible")

@@ -23,7 +23,8 @@ import time
 from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._plan import Plan
+from agent_sandbox._plan import SECCOMP_FD, WORKDIR, Plan
+from agent_sandbox._seccomp_cache import seccomp_program
 from agent_sandbox._workdir import work_dir
 
 GRACE_SECONDS = 5.0
@@ -55,9 +56,9 @@ def _blocked_signals(ignore_terminal: bool) -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fd: int,
+def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int, ...],
            keep_ignored: bool) -> int:
-    """posix_spawn bwrap with a clean signal state and only stdio plus ``keep_fd`` open.
+    """posix_spawn bwrap with a clean signal state and only stdio plus ``keep_fds`` open.
 
     With ``keep_ignored``, SIGINT and SIGQUIT stay ignored in bwrap (the plan's command
     prefix restores them for the command).
@@ -65,11 +66,12 @@ def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fd: int,
     actions: list[tuple[int, int] | tuple[int, int, int]] = []
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd > 2 and fd != keep_fd:
+        if fd > 2 and fd not in keep_fds:
             # Whatever the caller left open (a shell's fds, an editor's sockets) must not
             # reach the sandbox; closing an fd listdir itself used is harmless.
             actions.append((os.POSIX_SPAWN_CLOSE, fd))
-    os.set_inheritable(keep_fd, True)
+    for fd in keep_fds:
+        os.set_inheritable(fd, True)
     return os.posix_spawn(
         bwrap,
         [bwrap, *args],
@@ -141,9 +143,11 @@ def run(plan: Plan, bwrap: str) -> int:
         tmp = stack.enter_context(work_dir())
         status_read, status_write = os.pipe()  # both close-on-exec until _spawn passes one
         stack.callback(os.close, status_read)
-        args = ["--json-status-fd", str(status_write), *plan.bwrap_args(tmp)]
+        seccomp_fd = stack.enter_context(seccomp_program(plan.seccomp))
+        args = ["--json-status-fd", str(status_write),
+                *plan.bwrap_args({WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd)})]
         try:
-            pid = _spawn(bwrap, args, dict(plan.env), status_write,
+            pid = _spawn(bwrap, args, dict(plan.env), (status_write, seccomp_fd),
                          keep_ignored=plan.shield_terminal_signals)
         except OSError as e:
             raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None

@@ -7,24 +7,30 @@ launcher fills in when it renders the argv.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from agent_sandbox._env import build_env, sanitise_path
 from agent_sandbox._host import HostLayout, Identity
 from agent_sandbox._policy import MountMode, NetMode, Policy
+from agent_sandbox._seccomp import Rule, default_rules
 
 SANDBOX_HOSTNAME = "agent-sandbox"
 
 
-class _WorkdirRef:
-    """Placeholder for the launch's work dir (host side of /tmp)."""
+class Placeholder:
+    """A value only the launcher knows: filled in when it renders the argv."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
     def __repr__(self) -> str:
-        return "$WORKDIR"
+        return f"${self.name}"
 
 
-WORKDIR = _WorkdirRef()
-Word = str | _WorkdirRef
+WORKDIR = Placeholder("WORKDIR")  # the host side of /tmp
+SECCOMP_FD = Placeholder("SECCOMP_FD")  # the fd holding the compiled filter
+Word = str | Placeholder
 
 
 class Op(NamedTuple):
@@ -59,6 +65,8 @@ class Plan(NamedTuple):
     env: tuple[tuple[str, str], ...]
     # Names whose value came from the host environment (never printed by --dry-run).
     host_valued: frozenset[str]
+    # The seccomp rules the launcher compiles (or finds cached) and passes as SECCOMP_FD.
+    seccomp: tuple[Rule, ...] = ()
     # Run before the command: empty, or an env that undoes the launcher's SIG_IGN of the
     # terminal's SIGINT/SIGQUIT (see ``shield_terminal_signals``).
     command_prefix: tuple[str, ...] = ()
@@ -79,12 +87,12 @@ class Plan(NamedTuple):
         """
         return bool(self.command_prefix)
 
-    def bwrap_args(self, workdir: str) -> list[str]:
-        """The bwrap options and command, with the work dir filled in."""
+    def bwrap_args(self, values: Mapping[Placeholder, str]) -> list[str]:
+        """The bwrap options and command, with the launcher's values filled in."""
         args: list[str] = []
         for section in self.sections:
             for op in section.ops:
-                args.extend(workdir if w is WORKDIR else str(w) for w in op.words)
+                args.extend(values[w] if isinstance(w, Placeholder) else w for w in op.words)
         args.append("--")
         args.extend(self.command_prefix)
         args.extend(self.command)
@@ -117,7 +125,7 @@ class Plan(NamedTuple):
 def _quote(word: Word) -> str:
     import shlex
 
-    return "$WORKDIR" if word is WORKDIR else shlex.quote(str(word))
+    return repr(word) if isinstance(word, Placeholder) else shlex.quote(word)
 
 
 def is_under(path: str, top: str) -> bool:
@@ -145,6 +153,8 @@ def _namespaces(policy: Policy, identity: Identity) -> Section:
     ]
     if policy.net is not NetMode.HOST:
         ops.append(Op(("--unshare-net",), f"network {policy.net.value}: loopback only"))
+    if not policy.allow_nested_userns:
+        ops.append(Op(("--disable-userns",), "no nested user namespaces (also in seccomp)"))
     ops += [
         Op(("--hostname", SANDBOX_HOSTNAME)),
         Op(
@@ -224,6 +234,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
     shell = host_shell if host_shell and visible_inside(policy, layout, host_shell) else "/bin/sh"
     env = build_env(dict(view.environ), identity, path, shell, policy.env)
     host_valued = {r.name for r in policy.env if r.value is None and r.name in env}
+    rules = default_rules(allow_nested_userns=policy.allow_nested_userns)
     sections = (
         _namespaces(policy, identity),
         _kernel_fs(),
@@ -231,6 +242,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         _home_and_tmp(policy, view),
         _project_and_mounts(policy),
         Section("process", (Op(("--chdir", policy.cwd), "same directory as outside"),)),
+        _seccomp_section(rules),
     )
     prefix: tuple[str, ...] = ()
     if view.signal_reset_env and visible_inside(policy, layout, view.signal_reset_env):
@@ -241,6 +253,16 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         env=tuple(sorted(env.items())),
         host_valued=frozenset(host_valued),
         command_prefix=prefix,
+        seccomp=rules,
+    )
+
+
+def _seccomp_section(rules: tuple[Rule, ...]) -> Section:
+    names = sorted({r.syscall for r in rules})
+    return Section(
+        f"seccomp: {len(rules)} rules on {len(names)} syscalls, native architecture only "
+        "(other architectures and x32 numbers are killed)",
+        (Op(("--seccomp", SECCOMP_FD), "rules for: " + " ".join(names)),),
     )
 
 

@@ -64,3 +64,6 @@ class Policy(NamedTuple):
     mounts: tuple[Mount, ...] = ()
     env: tuple[EnvRequest, ...] = ()
     home_size: int = DEFAULT_HOME_SIZE
+    # Let the command create user namespaces (an agent's own inner sandbox). Off: a nested
+    # user namespace + pivot_root can undo the read-only binds.
+    allow_nested_userns: bool = False

@@ -104,6 +104,7 @@ def build_policy(
     hide: Sequence[str],
     env: Sequence[str],
     identity: Identity,
+    allow_nested_userns: bool = False,
 ) -> Policy:
     if not command or not command[0]:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
@@ -130,6 +131,7 @@ def build_policy(
         net=net_mode,
         mounts=tuple(mounts),
         env=tuple(_env_request(e) for e in env),
+        allow_nested_userns=allow_nested_userns,
     )
 
 

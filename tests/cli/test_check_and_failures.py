@@ -19,10 +19,11 @@ def test_check_reports_this_host_as_json(project: Path, env: Env) -> None:
     report = json.loads(done.stdout)
     assert report["ok"] is True
     names = {c["name"]: c for c in report["checks"]}
-    for name in ("bwrap", "bwrap options", "namespaces", "AppArmor", "libseccomp", "layout",
-                 "kernel", "cgroup v2"):
+    for name in ("bwrap", "bwrap options", "namespaces", "AppArmor", "libseccomp",
+                 "seccomp filter", "layout", "kernel", "cgroup v2"):
         assert name in names
     assert names["namespaces"]["status"] == "ok"
+    assert names["seccomp filter"]["status"] == "ok"
 
 
 def test_check_table(project: Path, env: Env) -> None:

@@ -14,8 +14,9 @@ import pytest
 
 from agent_sandbox._bwrap import find_bwrap
 from agent_sandbox._host import current_identity, probe_layout
-from agent_sandbox._plan import Op, Plan, Section, build_plan
+from agent_sandbox._plan import SECCOMP_FD, WORKDIR, Op, Plan, Section, build_plan
 from agent_sandbox._request import build_policy, gather_host_view
+from agent_sandbox._seccomp_cache import seccomp_program
 from tests.conftest import SECRET, Env, sandbox_sh
 
 pytestmark = pytest.mark.integration
@@ -39,8 +40,10 @@ def _run_mutated(plan: Plan, mutate: Mutation, tmp: Path,
     weakened = plan._replace(sections=sections)
     workdir = tmp / "workdir"
     workdir.mkdir()
-    return subprocess.run([find_bwrap(os.environ), *weakened.bwrap_args(str(workdir))],
-                          env=environ, capture_output=True, text=True, timeout=60, check=False)
+    with seccomp_program(weakened.seccomp) as fd:
+        argv = weakened.bwrap_args({WORKDIR: str(workdir), SECCOMP_FD: str(fd)})
+        return subprocess.run([find_bwrap(os.environ), *argv], env=environ, pass_fds=(fd,),
+                              capture_output=True, text=True, timeout=60, check=False)
 
 
 def _drop(flag: str) -> Mutation:

@@ -9,10 +9,11 @@ import pytest
 
 from agent_sandbox._errors import UsageError
 from agent_sandbox._host import HostLayout, Identity, LayoutKind, Symlink
-from agent_sandbox._plan import WORKDIR, HostView, build_plan
+from agent_sandbox._plan import SECCOMP_FD, WORKDIR, HostView, Placeholder, build_plan
 from agent_sandbox._policy import EnvRequest, Mount, MountMode, NetMode, Policy
 
 GOLDEN = Path(__file__).parent / "golden"
+VALUES = {WORKDIR: "/w", SECCOMP_FD: "9"}
 
 LAYOUT = HostLayout(
     kind=LayoutKind.FHS,
@@ -70,15 +71,16 @@ def test_golden_plan() -> None:
 
 def test_argv_fills_the_workdir_and_ends_with_the_command() -> None:
     plan = build_plan(_policy(), _view())
-    argv = plan.bwrap_args("/tmp/agent-sandbox-1000/1-abc")
+    argv = plan.bwrap_args({WORKDIR: "/tmp/agent-sandbox-1000/1-abc", SECCOMP_FD: "7"})
     assert argv[argv.index("--bind") + 1 : argv.index("--bind") + 3] == [
         "/tmp/agent-sandbox-1000/1-abc", "/tmp"]
     assert argv[-4:] == ["--", "claude", "--flag", "-x"]
-    assert all(w is not WORKDIR for w in argv)
+    assert argv[argv.index("--seccomp") + 1] == "7"
+    assert not any(isinstance(w, Placeholder) for w in argv)
 
 
 def test_every_namespace_is_unshared_and_no_new_session() -> None:
-    argv = build_plan(_policy(), _view()).bwrap_args("/w")
+    argv = build_plan(_policy(), _view()).bwrap_args(VALUES)
     for flag in ("--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts",
                  "--unshare-cgroup", "--unshare-net", "--die-with-parent"):
         assert flag in argv
@@ -86,13 +88,13 @@ def test_every_namespace_is_unshared_and_no_new_session() -> None:
 
 
 def test_host_network_keeps_the_other_namespaces() -> None:
-    argv = build_plan(_policy(net=NetMode.HOST), _view()).bwrap_args("/w")
+    argv = build_plan(_policy(net=NetMode.HOST), _view()).bwrap_args(VALUES)
     assert "--unshare-net" not in argv and "--unshare-pid" in argv
 
 
 def test_root_caller_runs_unprivileged_inside() -> None:
     root = Identity(uid=0, gid=0, user="root", home="/root")
-    argv = build_plan(_policy(project="/srv/p", cwd="/srv/p"), _view(root)).bwrap_args("/w")
+    argv = build_plan(_policy(project="/srv/p", cwd="/srv/p"), _view(root)).bwrap_args(VALUES)
     i = argv.index("--uid")
     assert argv[i : i + 4] == ["--uid", "65534", "--gid", "65534"]
 
@@ -153,7 +155,7 @@ def test_extra_mounts_parents_first_hides_last() -> None:
         Mount(MountMode.RO, "/opt/a/b/c", "--ro"),
         Mount(MountMode.RW, "/opt/a", "--rw"),
     ))
-    argv = build_plan(policy, _view()).bwrap_args("/w")
+    argv = build_plan(policy, _view()).bwrap_args(VALUES)
     order = [argv.index("/opt/a"), argv.index("/opt/a/b/c"), argv.index("/opt/a/b")]
     assert order == sorted(order)
 
@@ -162,7 +164,7 @@ def test_terminal_signal_shield_wraps_the_command() -> None:
     view = _view()._replace(signal_reset_env="/usr/bin/env")
     plan = build_plan(_policy(), view)
     assert plan.shield_terminal_signals
-    assert plan.bwrap_args("/w")[-7:] == ["--", "/usr/bin/env", "--default-signal=INT,QUIT",
+    assert plan.bwrap_args(VALUES)[-7:] == ["--", "/usr/bin/env", "--default-signal=INT,QUIT",
                                           "--", "claude", "--flag", "-x"]
     # Without a capable env (or one the sandbox does not show), nothing is ignored.
     assert not build_plan(_policy(), _view()).shield_terminal_signals
