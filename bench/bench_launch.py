@@ -86,7 +86,10 @@ def raw_bwrap_argv(launcher: str, project: str, workdir: str) -> tuple[list[str]
             bwrap = line.removeprefix("# bwrap: ").strip()
         elif line.startswith("  --"):
             words = shlex.split(line, comments=True)
-            if words[0] != "--":  # the "-- COMMAND" line: the command is appended below
+            # Skip the "-- COMMAND" line (the command is appended below) and the seccomp
+            # program's fd, which only the launcher holds: loading a few hundred BPF
+            # instructions costs bwrap microseconds.
+            if words[0] not in ("--", "--seccomp"):
                 options += [workdir if w == "$WORKDIR" else w for w in words]
     if proc.returncode != 0 or not bwrap or not options:
         return [*FALLBACK_BWRAP, "--", "true"], "fixed list (dry-run parse failed)"

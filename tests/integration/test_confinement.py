@@ -142,6 +142,19 @@ def test_host_pids_are_unreachable(project: Path, env: Env) -> None:
         sleeper.wait()
 
 
+def _connect_inside(project: Path, env: Env, family: str, address: str) -> str:
+    """The exception name (or "connected") of a connect() to ``address`` from inside."""
+    done = sandbox_sh(
+        "python3 -c 'import socket\n"
+        f"s = socket.socket(socket.{family})\n"
+        "try:\n"
+        f"    s.connect({address}); print(\"connected\")\n"
+        "except OSError as e: print(type(e).__name__)'",
+        cwd=project, env=env.vars,
+    )
+    return done.stdout.strip() or done.stderr
+
+
 def test_host_loopback_listener_is_unreachable(project: Path, env: Env) -> None:
     # Defence: --unshare-net (own loopback).
     with socket.socket() as server:
@@ -149,15 +162,8 @@ def test_host_loopback_listener_is_unreachable(project: Path, env: Env) -> None:
         server.listen()
         server.settimeout(0)
         port = server.getsockname()[1]
-        done = sandbox_sh(
-            "python3 -c 'import socket,sys\n"
-            "try:\n"
-            f"    socket.create_connection((\"127.0.0.1\", {port}), timeout=3)\n"
-            "    print(\"connected\")\n"
-            "except OSError as e: print(type(e).__name__)'",
-            cwd=project, env=env.vars,
-        )
-        assert done.stdout.strip() == "ConnectionRefusedError", done.stderr
+        got = _connect_inside(project, env, "AF_INET", f'(\"127.0.0.1\", {port})')
+        assert got == "ConnectionRefusedError"
         with pytest.raises(BlockingIOError):
             server.accept()
 
@@ -169,15 +175,8 @@ def test_host_abstract_unix_socket_is_unreachable(project: Path, env: Env) -> No
         server.bind("\0" + name)
         server.listen()
         server.settimeout(0)
-        done = sandbox_sh(
-            "python3 -c 'import socket\n"
-            "s = socket.socket(socket.AF_UNIX)\n"
-            "try:\n"
-            f"    s.connect(\"\\0{name}\"); print(\"connected\")\n"
-            "except OSError as e: print(type(e).__name__)'",
-            cwd=project, env=env.vars,
-        )
-        assert done.stdout.strip() == "ConnectionRefusedError", done.stderr
+        got = _connect_inside(project, env, "AF_UNIX", f'\"\\0{name}\"')
+        assert got == "ConnectionRefusedError"
         with pytest.raises(BlockingIOError):
             server.accept()
 

@@ -53,25 +53,20 @@ def test_double_forked_daemons_do_not_survive(project: Path, env: Env) -> None:
     assert _wait_for(lambda: not _pids_with(f"sleep\0{token}"))
 
 
-def test_sigterm_is_forwarded_and_the_status_comes_back(project: Path, env: Env) -> None:
-    with _launch("trap 'echo got-term; exit 7' TERM; echo ready; "
+@pytest.mark.parametrize("signo, status", [(signal.SIGTERM, 7), (signal.SIGINT, 5),
+                                           (signal.SIGHUP, 9), (signal.SIGQUIT, 11)])
+def test_signals_sent_to_the_launcher_reach_the_command(
+    project: Path, env: Env, signo: signal.Signals, status: int
+) -> None:
+    name = signo.name[3:]
+    with _launch(f"trap 'echo got-{name}; exit {status}' {name}; echo ready; "
                  "while :; do sleep 0.1; done", project, env) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signo)
         out, _ = proc.communicate(timeout=30)
-    assert out.strip() == "got-term"
-    assert proc.returncode == 7
-
-
-def test_sigint_sent_by_a_process_is_forwarded(project: Path, env: Env) -> None:
-    with _launch("trap 'echo got-int; exit 5' INT; echo ready; "
-                 "while :; do sleep 0.1; done", project, env) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    assert out.strip() == "got-int" and proc.returncode == 5
+    assert out.strip() == f"got-{name}"
+    assert proc.returncode == status
 
 
 def test_a_command_ignoring_sigterm_is_killed_after_the_grace_period(
