@@ -16,13 +16,13 @@ import json
 import resource
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import TypedDict
+
+from _timing import measure
 
 TARGET_RATIO = 3.0
 WARMUP = 3
@@ -42,38 +42,6 @@ class ImportRow(TypedDict):
     cumulative_ms: float
 
 
-
-
-def run_once(argv: list[str], cwd: str) -> float:
-    """Wall time of one run in ms; exits loudly unless the command succeeds."""
-    start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    elapsed = (time.perf_counter() - start) * 1000.0
-    if proc.returncode != 0:
-        sys.exit(f"bench: exit status {proc.returncode} from: {shlex.join(argv)}")
-    return elapsed
-
-
-def measure(commands: dict[str, list[str]], cwd: str, runs: int) -> dict[str, dict[str, float]]:
-    """Median, p90 and min (ms) per command over ``runs`` rounds after the warm-up rounds.
-
-    Each round runs every command once, in turn: on a shared VM the load drifts over
-    seconds, and interleaving exposes all commands to the same drift.
-    """
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for round_no in range(WARMUP + runs):
-        for name, argv in commands.items():
-            elapsed = run_once(argv, cwd)
-            if round_no >= WARMUP:
-                times[name].append(elapsed)
-    rows = {}
-    for name, values in times.items():
-        values.sort()
-        p90 = values[min(len(values) - 1, round(0.9 * (len(values) - 1)))]
-        rows[name] = {"median_ms": statistics.median(values), "p90_ms": p90,
-                      "min_ms": values[0]}
-    return rows
 
 
 def raw_bwrap_argv(launcher: str, project: str, workdir: str) -> tuple[list[str], str]:
@@ -138,7 +106,8 @@ def main() -> int:
         srt = shutil.which("srt")
         if srt:
             commands["srt -c true"] = [srt, "-c", "true"]
-        rows = measure(commands, project, args.runs)
+        rows = measure({n: (argv, None) for n, argv in commands.items()}, args.runs,
+                       WARMUP, cwd=project)
         # Max over every waited-for child: launchers, bwraps, pythons (and srt, if any).
         peak_rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         imports = top_imports(project)

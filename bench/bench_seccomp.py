@@ -15,13 +15,13 @@ import argparse
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import TypedDict
+
+from _timing import Cmd, measure
 
 from agent_sandbox._bwrap import find_bwrap
 from agent_sandbox._host import current_identity, probe_layout
@@ -35,7 +35,6 @@ WORKLOADS = {
     "git-status": ["git", "status", "--porcelain"],
 }
 FILTER, NO_FILTER, OUTSIDE = "sandbox, filter", "sandbox, no filter", "outside"
-Cmd = tuple[list[str], dict[str, str] | None]  # argv, environment (None: this one)
 
 
 class Result(TypedDict):
@@ -66,39 +65,6 @@ def three_ways(launcher: str, command: list[str], workdir: str) -> dict[str, Cmd
     raw = [find_bwrap(os.environ), *plan.bwrap_args({WORKDIR: workdir, SECCOMP_FD: "unused"})]
     return {FILTER: ([launcher, "-q", "--", *command], None),
             NO_FILTER: (raw, dict(plan.env)), OUTSIDE: (command, None)}
-
-
-def run_once(cmd: Cmd) -> float:
-    """Wall time of one run in ms; exits loudly unless the command succeeds."""
-    argv, env = cmd
-    start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, check=False)
-    elapsed = (time.perf_counter() - start) * 1000.0
-    if proc.returncode != 0:
-        sys.exit(f"bench: exit status {proc.returncode} from: {shlex.join(argv)}")
-    return elapsed
-
-
-def measure(commands: dict[str, Cmd], runs: int) -> dict[str, dict[str, float]]:
-    """Median, p90 and min (ms) per command over ``runs`` rounds after the warm-up rounds.
-
-    Each round runs every command once, in turn: on a shared VM the load drifts over
-    seconds, and interleaving exposes all commands to the same drift.
-    """
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for round_no in range(WARMUP + runs):
-        for name, cmd in commands.items():
-            elapsed = run_once(cmd)
-            if round_no >= WARMUP:
-                times[name].append(elapsed)
-    rows = {}
-    for name, values in times.items():
-        values.sort()
-        p90 = values[min(len(values) - 1, round(0.9 * (len(values) - 1)))]
-        rows[name] = {"median_ms": statistics.median(values), "p90_ms": p90,
-                      "min_ms": values[0]}
-    return rows
 
 
 def check_filter(launcher: str, workdir: str) -> dict[str, str]:
@@ -160,7 +126,7 @@ def main() -> int:
             ways = three_ways(args.launcher, WORKLOADS[name], workdir)
             trues = three_ways(args.launcher, ["true"], workdir)
             rows = measure({**ways, f"true, {FILTER}": trues[FILTER],
-                            f"true, {NO_FILTER}": trues[NO_FILTER]}, args.runs)
+                            f"true, {NO_FILTER}": trues[NO_FILTER]}, args.runs, WARMUP)
             med = {mode: t["median_ms"] for mode, t in rows.items()}
             net_filter = med[FILTER] - med[f"true, {FILTER}"]
             net_no_filter = med[NO_FILTER] - med[f"true, {NO_FILTER}"]
