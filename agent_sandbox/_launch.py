@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._plan import SECCOMP_FD, WORKDIR, Plan
+from agent_sandbox._plan import SECCOMP_FD, STARTED_FD, WORKDIR, Plan
 from agent_sandbox._seccomp_cache import seccomp_program
 from agent_sandbox._workdir import work_dir
 
@@ -136,28 +136,50 @@ def _supervise(bwrap_pid: int, init_pid: int) -> int:
             deadline = time.monotonic() + GRACE_SECONDS
 
 
+def _started(started_fd: int) -> bool:
+    """Whether the starter wrote its byte (it has, if it ran at all, before bwrap exited)."""
+    os.set_blocking(started_fd, False)
+    try:
+        return os.read(started_fd, 1) == b"."
+    except BlockingIOError:
+        return False
+
+
+def _failed_to_start(bwrap: str, status: int) -> SandboxUnavailable:
+    from agent_sandbox._check import explain_start_failure
+
+    return SandboxUnavailable(*explain_start_failure(bwrap, status))
+
+
 def run(plan: Plan, bwrap: str) -> int:
     """Run ``plan`` under ``bwrap``; return the exit status for the launcher to exit with."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(_blocked_signals(plan.shield_terminal_signals))
         tmp = stack.enter_context(work_dir())
-        status_read, status_write = os.pipe()  # both close-on-exec until _spawn passes one
-        stack.callback(os.close, status_read)
         seccomp_fd = stack.enter_context(seccomp_program(plan.seccomp))
+        # Both pipes are close-on-exec; _spawn passes the write ends, which are closed here
+        # right after, so bwrap and the sandbox hold the only copies.
+        status_read, status_write = os.pipe()
+        started_read, started_write = os.pipe()
+        for fd in (status_read, started_read):
+            stack.callback(os.close, fd)
         args = ["--json-status-fd", str(status_write),
-                *plan.bwrap_args({WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd)})]
+                *plan.bwrap_args({WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd),
+                                  STARTED_FD: str(started_write)})]
         try:
-            pid = _spawn(bwrap, args, dict(plan.env), (status_write, seccomp_fd),
+            pid = _spawn(bwrap, args, dict(plan.env),
+                         (status_write, seccomp_fd, started_write),
                          keep_ignored=plan.shield_terminal_signals)
         except OSError as e:
             raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None
         finally:
             os.close(status_write)
+            os.close(started_write)
         init_pid = _read_child_pid(status_read)
         if init_pid is None:
             _, wait_status = os.waitpid(pid, 0)
-            from agent_sandbox._check import explain_start_failure
-
-            raise SandboxUnavailable(*explain_start_failure(bwrap, _exit_status(wait_status)))
+            raise _failed_to_start(bwrap, _exit_status(wait_status))
         status = _supervise(pid, init_pid)
+        if plan.reports_start and not _started(started_read):
+            raise _failed_to_start(bwrap, status)
     return status

@@ -30,6 +30,13 @@ class Placeholder:
 
 WORKDIR = Placeholder("WORKDIR")  # the host side of /tmp
 SECCOMP_FD = Placeholder("SECCOMP_FD")  # the fd holding the compiled filter
+STARTED_FD = Placeholder("STARTED_FD")  # the write end of the "command started" pipe
+
+# Run first inside, after bwrap's whole setup (mounts, seccomp): report "started" with one
+# byte on the pipe, close it, exec the rest. bwrap exits 1 both for its own setup errors
+# (which happen after it reports the child's pid: an AppArmor-blocked uid map, a filter the
+# kernel rejects, a bad mount) and for a command's `exit 1`; this byte tells them apart.
+STARTER_SCRIPT = 'printf . >&"$1" && eval "exec $1>&-" && shift && exec "$@"'
 Word = str | Placeholder
 
 
@@ -57,6 +64,8 @@ class HostView(NamedTuple):
     git_configs: tuple[tuple[str, str], ...]
     # An ``env`` inside that can reset signal dispositions (GNU coreutils >= 8.31), or "".
     signal_reset_env: str = ""
+    # A POSIX shell inside for the start reporter (STARTER_SCRIPT), or "".
+    start_shell: str = ""
 
 
 class Plan(NamedTuple):
@@ -67,9 +76,11 @@ class Plan(NamedTuple):
     host_valued: frozenset[str]
     # The seccomp rules the launcher compiles (or finds cached) and passes as SECCOMP_FD.
     seccomp: tuple[Rule, ...] = ()
-    # Run before the command: empty, or an env that undoes the launcher's SIG_IGN of the
-    # terminal's SIGINT/SIGQUIT (see ``shield_terminal_signals``).
-    command_prefix: tuple[str, ...] = ()
+    # The "started" reporter (see STARTER_SCRIPT), or empty when no shell is visible inside.
+    starter: tuple[Word, ...] = ()
+    # Empty, or an env that undoes the launcher's SIG_IGN of the terminal's SIGINT/SIGQUIT
+    # (see ``shield_terminal_signals``).
+    shield: tuple[str, ...] = ()
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -85,7 +96,11 @@ class Plan(NamedTuple):
         starts with the two signals ignored, and ``env --default-signal`` restores them to
         default just before the command runs, so the command sees ^C exactly as outside.
         """
-        return bool(self.command_prefix)
+        return bool(self.shield)
+
+    @property
+    def reports_start(self) -> bool:
+        return bool(self.starter)
 
     def bwrap_args(self, values: Mapping[Placeholder, str]) -> list[str]:
         """The bwrap options and command, with the launcher's values filled in."""
@@ -94,7 +109,8 @@ class Plan(NamedTuple):
             for op in section.ops:
                 args.extend(values[w] if isinstance(w, Placeholder) else w for w in op.words)
         args.append("--")
-        args.extend(self.command_prefix)
+        args.extend(values[w] if isinstance(w, Placeholder) else w for w in self.starter)
+        args.extend(self.shield)
         args.extend(self.command)
         return args
 
@@ -109,12 +125,14 @@ class Plan(NamedTuple):
                 text = " ".join(_quote(w) for w in op.words)
                 lines.append(f"  {text}" + (f"    # {op.why}" if op.why else ""))
         lines.append("# command")
-        if self.command_prefix:
-            lines.append("  -- " + shlex.join(self.command_prefix) + "    # ^C reaches the "
-                         "command, not bwrap (see docs/architecture.md)")
-            lines.append("     " + shlex.join(self.command))
-        else:
-            lines.append("  -- " + shlex.join(self.command))
+        lines.append("  --")
+        if self.starter:
+            lines.append("  " + " ".join(_quote(w) for w in self.starter)
+                         + "    # tells the launcher the sandbox is set up")
+        if self.shield:
+            lines.append("  " + shlex.join(self.shield)
+                         + "    # ^C reaches the command, not bwrap")
+        lines.append("  " + shlex.join(self.command))
         lines.append("# environment (nothing else is passed in)")
         for name, value in self.env:
             shown = "<from host>" if name in self.host_valued else shlex.quote(value)
@@ -244,15 +262,19 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         Section("process", (Op(("--chdir", policy.cwd), "same directory as outside"),)),
         _seccomp_section(rules),
     )
-    prefix: tuple[str, ...] = ()
+    shield: tuple[str, ...] = ()
     if view.signal_reset_env and visible_inside(policy, layout, view.signal_reset_env):
-        prefix = (view.signal_reset_env, "--default-signal=INT,QUIT", "--")
+        shield = (view.signal_reset_env, "--default-signal=INT,QUIT", "--")
+    starter: tuple[Word, ...] = ()
+    if view.start_shell and visible_inside(policy, layout, view.start_shell):
+        starter = (view.start_shell, "-c", STARTER_SCRIPT, "agent-sandbox-start", STARTED_FD)
     return Plan(
         policy=policy,
         sections=sections,
         env=tuple(sorted(env.items())),
         host_valued=frozenset(host_valued),
-        command_prefix=prefix,
+        starter=starter,
+        shield=shield,
         seccomp=rules,
     )
 

@@ -151,7 +151,9 @@ def gather_host_view(identity: Identity, layout: HostLayout,
             git_configs.append((inside, real))
     return HostView(identity=identity, layout=layout, environ=tuple(sorted(environ.items())),
                     path_entries=tuple(path_entries), git_configs=tuple(git_configs),
-                    signal_reset_env=_signal_reset_env(layout))
+                    signal_reset_env=_signal_reset_env(layout),
+                    start_shell="/bin/sh" if layout.is_visible("/bin/sh")
+                    and os.access("/bin/sh", os.X_OK) else "")
 
 
 def _signal_reset_env(layout: HostLayout) -> str:

@@ -54,6 +54,7 @@ def _open_trusted(path: str) -> int | None:
         or st.st_uid != os.getuid()
         or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
         or st.st_size == 0
+        or st.st_size % 8  # whole BPF instructions only
     ):
         os.close(fd)
         return None

@@ -61,7 +61,7 @@ def three_ways(launcher: str, command: list[str], workdir: str) -> dict[str, Cmd
     plan = build_plan(policy, gather_host_view(identity, probe_layout(), os.environ))
     sections = tuple(Section(s.title, tuple(op for op in s.ops if op.words[0] != "--seccomp"))
                      for s in plan.sections)
-    plan = plan._replace(sections=sections)
+    plan = plan._replace(sections=sections, starter=())  # no launcher, no start pipe
     raw = [find_bwrap(os.environ), *plan.bwrap_args({WORKDIR: workdir, SECCOMP_FD: "unused"})]
     return {FILTER: ([launcher, "-q", "--", *command], None),
             NO_FILTER: (raw, dict(plan.env)), OUTSIDE: (command, None)}

@@ -37,7 +37,7 @@ def _run_mutated(plan: Plan, mutate: Mutation, tmp: Path,
     sections = tuple(
         Section(s.title, tuple(new for op in s.ops for new in mutate(op))) for s in plan.sections
     )
-    weakened = plan._replace(sections=sections)
+    weakened = plan._replace(sections=sections, starter=())  # no launcher, no start pipe
     workdir = tmp / "workdir"
     workdir.mkdir()
     with seccomp_program(weakened.seccomp) as fd:

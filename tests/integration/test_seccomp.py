@@ -86,7 +86,8 @@ def _run_plan(plan: Plan, tmp: Path, keep: Callable[[Op], bool] = lambda op: Tru
     ``rules`` instead of the plan's own seccomp rules."""
     sections = tuple(Section(s.title, tuple(op for op in s.ops if keep(op)))
                      for s in plan.sections)
-    plan = plan._replace(sections=sections, seccomp=plan.seccomp if rules is None else rules)
+    plan = plan._replace(sections=sections, seccomp=plan.seccomp if rules is None else rules,
+                         starter=())  # no launcher, no start pipe
     workdir = tmp / "w"
     workdir.mkdir(exist_ok=True)
     with seccomp_program(plan.seccomp) as fd:
@@ -243,7 +244,7 @@ def test_tiocsti_cannot_inject_into_the_outer_shell(project: Path, env: Env,
 def test_without_the_filter_tiocsti_does_inject(project: Path, env: Env,
                                                 tmp_path: Path) -> None:
     # The control for the test above: the same attack, the plan minus --seccomp.
-    plan = _plan(project, env, ["python3", "-c", _tiocsti_attack("plain")])
+    plan = _plan(project, env, ["python3", "-c", _tiocsti_attack("plain")])._replace(starter=())
     workdir = tmp_path / "w"
     workdir.mkdir()
     argv = [a for a in plan.bwrap_args({WORKDIR: str(workdir), SECCOMP_FD: "-"})]
@@ -344,3 +345,22 @@ def test_real_claude_code_runs_under_the_filter(project: Path, env: Env,
                     "--version"], cwd=project, env=env.vars, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "(Claude Code)" in done.stdout
+
+
+def test_a_filter_the_kernel_rejects_stops_the_launch(project: Path, env: Env,
+                                                      tmp_path: Path) -> None:
+    # A cached program that passes the ownership checks but is not valid BPF (one
+    # instruction with an unknown opcode): bwrap cannot load it, and nothing runs.
+    from agent_sandbox._seccomp import default_rules
+    from agent_sandbox._seccomp_cache import cache_key
+
+    cache = tmp_path / "cache"
+    program = cache / "agent-sandbox" / "seccomp" / f"{cache_key(default_rules())}.bpf"
+    program.parent.mkdir(parents=True)
+    program.write_bytes(b"\xff\xff\0\0\0\0\0\0")
+    program.chmod(0o600)
+    done = run_cli(["--", "touch", "ran"], cwd=project,
+                   env=env.with_(XDG_CACHE_HOME=str(cache)))
+    assert done.returncode == 125, done.stderr
+    assert "the sandbox could not start" in done.stderr
+    assert not (project / "ran").exists()
