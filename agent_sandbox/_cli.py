@@ -50,9 +50,22 @@ def _parser() -> _Parser:
     )
     p.add_argument("--project", metavar="DIR",
                    help="writable project dir (default: git top-level of cwd, else cwd)")
-    p.add_argument("--net", choices=["none", "filtered", "host"], default="none",
-                   help="network: none (loopback only, default), filtered (not available "
-                   "yet), host (shared host network: loud warning)")
+    p.add_argument("--net", choices=["none", "filtered", "host"], default=None,
+                   help="network: none (loopback only; the default without --allow), "
+                   "filtered (only --allow'ed hosts; the default with --allow), host (the "
+                   "host's network, with a warning)")
+    p.add_argument("--allow", action="append", default=[], metavar="HOST[:PORT]",
+                   help="with --net filtered: allow HOST (*.DOMAIN for subdomains) on ports "
+                   "443 and 80, or on PORT (repeatable)")
+    p.add_argument("--allow-private", action="append", default=[], metavar="HOST[:PORT]",
+                   help="like --allow, and accept private/loopback addresses for it")
+    p.add_argument("--resolve", action="append", default=[], metavar="NAME=ADDR",
+                   help="dial NAME at ADDR instead of looking it up (like curl --resolve)")
+    p.add_argument("--forward-host", action="append", default=[],
+                   metavar="PORT|HOST:PORT|unix:PATH=PORT",
+                   help="show a host service on the sandbox's 127.0.0.1 (repeatable)")
+    p.add_argument("--publish", action="append", default=[], metavar="PORT",
+                   help="show the sandbox's 127.0.0.1:PORT on the host's 127.0.0.1:PORT")
     p.add_argument("--ro", action="append", default=[], metavar="PATH",
                    help="also show PATH read-only (repeatable)")
     p.add_argument("--rw", action="append", default=[], metavar="PATH",
@@ -100,7 +113,9 @@ def _run(argv: Sequence[str] | None) -> int:
     identity = current_identity()
     policy = build_policy(command=command, project=args.project, net=args.net, ro=args.ro,
                           rw=args.rw, hide=args.hide, env=args.env, identity=identity,
-                          allow_nested_userns=args.allow_nested_userns)
+                          allow_nested_userns=args.allow_nested_userns, allow=args.allow,
+                          allow_private=args.allow_private, resolve=args.resolve,
+                          forward_host=args.forward_host, publish=args.publish)
     view = gather_host_view(identity, probe_layout(), os.environ)
     plan = build_plan(policy, view)
 
@@ -139,7 +154,7 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.verbose:
         _say(f"project {policy.project} (read-write), network {policy.net.value}, "
              f"layout {view.layout.kind.value}, bwrap {bwrap}")
-    return run(plan, bwrap)
+    return run(plan, bwrap, quiet=args.quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,10 @@ class HostLayout(NamedTuple):
     symlinks: tuple[Symlink, ...]
     secret_files: tuple[str, ...]
     secret_dirs: tuple[str, ...]
+    # Where /etc/hosts and /etc/resolv.conf really are (systemd-resolved links the latter
+    # into /run): the filtered network binds its own files there.
+    hosts_path: str = "/etc/hosts"
+    resolv_path: str = "/etc/resolv.conf"
 
     def is_visible(self, path: str) -> bool:
         """Whether ``path`` (absolute) lies under something this layout shows inside."""
@@ -209,6 +213,8 @@ def probe_layout(root: str = "/") -> HostLayout:
     else:
         kind = LayoutKind.FHS
     return HostLayout(
+        hosts_path=resolve_in_root(root, "/etc/hosts")[0],
+        resolv_path=resolve_in_root(root, "/etc/resolv.conf")[0],
         kind=kind,
         merged_usr=merged,
         ro_dirs=tuple(ro_dirs),

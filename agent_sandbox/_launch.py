@@ -19,11 +19,21 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._plan import SECCOMP_FD, STARTED_FD, WORKDIR, Plan
+from agent_sandbox._netplan import hosts_file, resolv_conf
+from agent_sandbox._plan import (
+    BLOCK_FD,
+    HOSTS_FD,
+    RESOLV_FD,
+    SECCOMP_FD,
+    STARTED_FD,
+    WORKDIR,
+    Plan,
+)
 from agent_sandbox._seccomp_cache import seccomp_program
 from agent_sandbox._workdir import work_dir
 
@@ -151,7 +161,15 @@ def _failed_to_start(bwrap: str, status: int) -> SandboxUnavailable:
     return SandboxUnavailable(*explain_start_failure(bwrap, status))
 
 
-def run(plan: Plan, bwrap: str) -> int:
+def _memory_file(stack: contextlib.ExitStack, text: str) -> int:
+    fd = os.memfd_create("agent-sandbox-data", os.MFD_CLOEXEC)
+    stack.callback(os.close, fd)
+    os.write(fd, text.encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
     """Run ``plan`` under ``bwrap``; return the exit status for the launcher to exit with."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(_blocked_signals(plan.shield_terminal_signals))
@@ -163,23 +181,51 @@ def run(plan: Plan, bwrap: str) -> int:
         started_read, started_write = os.pipe()
         for fd in (status_read, started_read):
             stack.callback(os.close, fd)
-        args = ["--json-status-fd", str(status_write),
-                *plan.bwrap_args({WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd),
-                                  STARTED_FD: str(started_write)})]
+        values = {WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd), STARTED_FD: str(started_write)}
+        passed = [status_write, seccomp_fd, started_write]
+        block_write = -1
+        if plan.net is not None:
+            # bwrap waits on the block pipe, after its setup and before the command, until
+            # the launcher serves the network (or dies: then the sandbox dies with it).
+            block_read, block_write = os.pipe()
+            stack.callback(os.close, block_write)
+            values[BLOCK_FD] = str(block_read)
+            passed.append(block_read)
+            if plan.net.filtered:
+                values[HOSTS_FD] = str(_memory_file(stack, hosts_file(plan.net.entries)))
+                values[RESOLV_FD] = str(_memory_file(stack, resolv_conf()))
+                passed += [int(values[HOSTS_FD]), int(values[RESOLV_FD])]
+        args = ["--json-status-fd", str(status_write), *plan.bwrap_args(values)]
         try:
-            pid = _spawn(bwrap, args, dict(plan.env),
-                         (status_write, seccomp_fd, started_write),
+            pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
                          keep_ignored=plan.shield_terminal_signals)
         except OSError as e:
             raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None
         finally:
             os.close(status_write)
             os.close(started_write)
+            if plan.net is not None:
+                os.close(int(values[BLOCK_FD]))
         init_pid = _read_child_pid(status_read)
         if init_pid is None:
             _, wait_status = os.waitpid(pid, 0)
             raise _failed_to_start(bwrap, _exit_status(wait_status))
+        net = None
+        if plan.net is not None:
+            try:
+                from agent_sandbox._network import network
+
+                net = stack.enter_context(network(plan.net, init_pid, f"{os.getpid()}-{tmp[-12:]}"))
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # never let the command run unserved
+                os.waitpid(pid, 0)
+                raise
+            os.write(block_write, b"x")
         status = _supervise(pid, init_pid)
+        summary = net.summary() if net is not None else None
+        if summary and not quiet:
+            print(f"agent-sandbox: {summary}", file=sys.stderr)
         if plan.reports_start and not _started(started_read):
             raise _failed_to_start(bwrap, status)
     return status

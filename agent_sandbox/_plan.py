@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from agent_sandbox._env import build_env, sanitise_path
+from agent_sandbox._errors import UsageError
 from agent_sandbox._host import HostLayout, Identity
+from agent_sandbox._netplan import PROXY_VARIABLES, NetPlan, proxy_environment
 from agent_sandbox._policy import MountMode, NetMode, Policy
 from agent_sandbox._seccomp import Rule, default_rules
 
@@ -31,6 +33,9 @@ class Placeholder:
 WORKDIR = Placeholder("WORKDIR")  # the host side of /tmp
 SECCOMP_FD = Placeholder("SECCOMP_FD")  # the fd holding the compiled filter
 STARTED_FD = Placeholder("STARTED_FD")  # the write end of the "command started" pipe
+BLOCK_FD = Placeholder("BLOCK_FD")  # bwrap waits on it until the network is served
+HOSTS_FD = Placeholder("HOSTS_FD")  # the sandbox's /etc/hosts
+RESOLV_FD = Placeholder("RESOLV_FD")  # the sandbox's /etc/resolv.conf
 
 # Run first inside, after bwrap's whole setup (mounts, seccomp): report "started" with one
 # byte on the pipe, close it, exec the rest. bwrap exits 1 both for its own setup errors
@@ -81,6 +86,8 @@ class Plan(NamedTuple):
     # Empty, or an env that undoes the launcher's SIG_IGN of the terminal's SIGINT/SIGQUIT
     # (see ``shield_terminal_signals``).
     shield: tuple[str, ...] = ()
+    # The network the launcher serves (filtered mode, forwards, published ports), if any.
+    net: NetPlan | None = None
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -253,6 +260,12 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
     env = build_env(dict(view.environ), identity, path, shell, policy.env)
     host_valued = {r.name for r in policy.env if r.value is None and r.name in env}
     rules = default_rules(allow_nested_userns=policy.allow_nested_userns)
+    net = _net_plan(policy)
+    if net is not None and net.filtered:
+        for name in PROXY_VARIABLES:
+            if name in env:
+                raise UsageError(f"--env {name}: --net filtered sets the proxy variables")
+        env.update(proxy_environment())
     sections = (
         _namespaces(policy, identity),
         _kernel_fs(),
@@ -261,6 +274,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         _project_and_mounts(policy),
         Section("process", (Op(("--chdir", policy.cwd), "same directory as outside"),)),
         _seccomp_section(rules),
+        *((_network_section(net, layout),) if net is not None else ()),
     )
     shield: tuple[str, ...] = ()
     if view.signal_reset_env and visible_inside(policy, layout, view.signal_reset_env):
@@ -275,8 +289,32 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         host_valued=frozenset(host_valued),
         starter=starter,
         shield=shield,
+        net=net,
         seccomp=rules,
     )
+
+
+def _net_plan(policy: Policy) -> NetPlan | None:
+    filtered = policy.net is NetMode.FILTERED
+    if not (filtered or policy.forwards or policy.publish):
+        return None
+    return NetPlan(filtered=filtered, entries=policy.allow, pins=policy.pins,
+                   forwards=policy.forwards, publish=policy.publish)
+
+
+def _network_section(net: NetPlan, layout: HostLayout) -> Section:
+    ops = [Op(("--block-fd", BLOCK_FD), "wait until the launcher serves the network")]
+    if net.filtered:
+        for path, fd, what in ((layout.hosts_path, HOSTS_FD, "allowed names"),
+                               (layout.resolv_path, RESOLV_FD, "the sandbox's DNS responder")):
+            if path.startswith("/run/"):  # behind a symlink into the empty /run
+                ops.append(Op(("--dir", path.rsplit("/", 1)[0])))
+            ops.append(Op(("--ro-bind-data", fd, path), what))
+    names = [e.origin.split(" ", 1)[-1] for e in net.entries]
+    title = ("network: filtered, allowed " + (", ".join(names) or "nothing")
+             if net.filtered else "network: loopback only")
+    extras = [f.origin for f in net.forwards] + [f"--publish {p}" for p in net.publish]
+    return Section(title + ("; " + ", ".join(extras) if extras else ""), tuple(ops))
 
 
 def _seccomp_section(rules: tuple[Rule, ...]) -> Section:

@@ -9,7 +9,10 @@ every launch, a whole ``python -c pass``. Inputs are validated where they arrive
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from agent_sandbox._netpolicy import AllowEntry, Forward
 
 # An empty tmpfs $HOME; agents fill it with caches, so leave room, but cap it (disk-fill DoS).
 DEFAULT_HOME_SIZE = 512 * 1024 * 1024
@@ -67,3 +70,9 @@ class Policy(NamedTuple):
     # Let the command create user namespaces (an agent's own inner sandbox). Off: a nested
     # user namespace + pivot_root can undo the read-only binds.
     allow_nested_userns: bool = False
+    # --net filtered: the allow-list and --resolve pins; forwards and published ports work
+    # with --net none too.
+    allow: tuple[AllowEntry, ...] = ()
+    pins: tuple[tuple[str, str], ...] = ()
+    forwards: tuple[Forward, ...] = ()
+    publish: tuple[int, ...] = ()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from agent_sandbox._env import check_request
 from agent_sandbox._errors import CommandNotExecutable, CommandNotFound, UsageError
@@ -98,20 +99,23 @@ def build_policy(
     *,
     command: Sequence[str],
     project: str | None,
-    net: str,
+    net: str | None,
     ro: Sequence[str],
     rw: Sequence[str],
     hide: Sequence[str],
     env: Sequence[str],
     identity: Identity,
     allow_nested_userns: bool = False,
+    allow: Sequence[str] = (),
+    allow_private: Sequence[str] = (),
+    resolve: Sequence[str] = (),
+    forward_host: Sequence[str] = (),
+    publish: Sequence[str] = (),
 ) -> Policy:
     if not command or not command[0]:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
-    net_mode = NetMode(net)
-    if net_mode is NetMode.FILTERED:
-        raise UsageError("--net filtered is not available in this version",
-                         fix="use --net none (the default) or --net host")
+    net_mode = _net_mode(net, bool(allow or allow_private))
+    network = _network(net_mode, allow, allow_private, resolve, forward_host, publish)
     cwd = current_dir()
     if project is None:
         project_dir = check_project(default_project(cwd, identity.home), identity.home,
@@ -132,7 +136,52 @@ def build_policy(
         mounts=tuple(mounts),
         env=tuple(_env_request(e) for e in env),
         allow_nested_userns=allow_nested_userns,
+        **network,
     )
+
+
+def _net_mode(net: str | None, has_allow_list: bool) -> NetMode:
+    """--allow alone implies --net filtered; with --net none or host it is a mistake."""
+    if net is None:
+        return NetMode.FILTERED if has_allow_list else NetMode.NONE
+    mode = NetMode(net)
+    if has_allow_list and mode is not NetMode.FILTERED:
+        raise UsageError(f"--allow needs --net filtered (not --net {net})",
+                         fix="drop --net, or use --net filtered")
+    return mode
+
+
+def _network(mode: NetMode, allow: Sequence[str], allow_private: Sequence[str],
+             resolve: Sequence[str], forward_host: Sequence[str],
+             publish: Sequence[str]) -> dict[str, Any]:
+    from agent_sandbox._netpolicy import parse_allow, parse_forward, parse_publish, parse_resolve
+
+    if mode is NetMode.FILTERED and not (allow or allow_private):
+        raise UsageError("--net filtered needs at least one --allow HOST[:PORT]",
+                         fix="for example: --allow api.anthropic.com")
+    if resolve and mode is not NetMode.FILTERED:
+        raise UsageError("--resolve goes with --net filtered")
+    if (forward_host or publish) and mode is NetMode.HOST:
+        raise UsageError("--forward-host and --publish are for --net none or filtered; "
+                         "with --net host the host's loopback is shared already")
+    entries = [parse_allow(a, origin=f"--allow {a}") for a in allow]
+    entries += [parse_allow(a, private=True, origin=f"--allow-private {a}")
+                for a in allow_private]
+    forwards = [parse_forward(f) for f in forward_host]
+    ports = [parse_publish(p) for p in publish]
+    taken = [f.inside_port for f in forwards]
+    if mode is NetMode.FILTERED:
+        taken += [443, 80, 3128]
+    clash = sorted({p for p in taken if taken.count(p) > 1})
+    if clash:
+        raise UsageError(f"--forward-host: port {clash[0]} inside is already taken "
+                         "(443, 80 and 3128 serve the filtered network)")
+    return {
+        "allow": tuple(entries),
+        "pins": tuple(parse_resolve(r) for r in resolve),
+        "forwards": tuple(forwards),
+        "publish": tuple(ports),
+    }
 
 
 def gather_host_view(identity: Identity, layout: HostLayout,

@@ -127,9 +127,9 @@ def test_missing_extra_path(project: Path, env: Env) -> None:
         _assert_clean_error(done, 2, f"{flag} /no/such/path", "no such file")
 
 
-def test_filtered_network_is_refused_until_it_exists(project: Path, env: Env) -> None:
+def test_filtered_network_without_an_allow_list(project: Path, env: Env) -> None:
     done = run_cli(["--net", "filtered", "--", "true"], cwd=project, env=env.vars)
-    _assert_clean_error(done, 2, "--net filtered is not available")
+    _assert_clean_error(done, 2, "--net filtered needs at least one --allow")
 
 
 def test_bad_network_mode(project: Path, env: Env) -> None:

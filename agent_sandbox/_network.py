@@ -1,0 +1,48 @@
+"""Bringing a sandbox's network up: sockets made inside its namespace, served from outside.
+
+Called by the launcher after bwrap reported the sandbox's pid and before it lets the command
+run (``--block-fd``), so the command never sees a network that is not served yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+from agent_sandbox._netlog import DecisionLog
+from agent_sandbox._netns import SocketSpec, namespace_sockets
+from agent_sandbox._netplan import DNS_ADDRESS, PROXY_ADDRESS, NetPlan, transparent_ports
+from agent_sandbox._proxy import Listeners, Network, serving
+
+
+@contextlib.contextmanager
+def network(plan: NetPlan, init_pid: int, session: str) -> Iterator[Network]:
+    with contextlib.ExitStack() as stack:
+        inside = stack.enter_context(namespace_sockets(init_pid))
+        ports = transparent_ports(plan.entries) if plan.filtered else ()
+        specs = [SocketSpec("tcp", PROXY_ADDRESS), SocketSpec("udp", DNS_ADDRESS)]
+        specs = specs if plan.filtered else []
+        # Transparent listeners take every loopback address ("0.0.0.0" in a namespace whose
+        # only interface is lo): the destination address tells which name was resolved.
+        specs += [SocketSpec("tcp", ("0.0.0.0", port)) for port in ports]
+        specs += [SocketSpec("tcp", ("127.0.0.1", f.inside_port)) for f in plan.forwards]
+        made = inside.make(specs) if specs else []
+        for sock in made:
+            stack.callback(sock.close)
+        rest = made[2:] if plan.filtered else made
+        listeners = Listeners(
+            proxy=made[0] if plan.filtered else None,
+            dns=made[1] if plan.filtered else None,
+            transparent=tuple(zip(ports, rest[:len(ports)], strict=True)),
+            forwards=tuple(zip(plan.forwards, rest[len(ports):], strict=True)),
+        )
+
+        def dial_socket() -> socket.socket:
+            return inside.make([SocketSpec("tcp", bind=False)])[0]
+
+        log = DecisionLog(session)
+        stack.callback(log.close)
+        net = Network(plan.entries, plan.pins, log)
+        stack.enter_context(serving(net, listeners, plan.publish, dial_socket))
+        yield net

@@ -1,0 +1,279 @@
+"""The filtered network, for real: a local TLS upstream (trustme certificate) reached through
+``--resolve``, both client paths, every refusal, forwards, published ports, floods.
+Loopback only: nothing here sends a packet off this machine."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import socketserver
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+import trustme
+
+from tests.conftest import CLI, Env, run_cli
+
+pytestmark = pytest.mark.integration
+
+NAME = "api.example.test"
+
+
+class Upstream(NamedTuple):
+    port: int
+    ca: Path
+    hits: list[str]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.hits.append(self.headers["Host"])  # type: ignore[attr-defined]
+        body = f"hello from {self.headers['Host']} {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream(project: Path) -> Iterator[Upstream]:
+    """An HTTPS server on the host's 127.0.0.1 with a certificate for NAME."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(NAME, "other.example.test").configure_cert(context)
+    ca_path = project / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.hits = []  # type: ignore[attr-defined]
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Upstream(server.server_address[1], ca_path, server.hits)  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+
+
+def _filtered(up: Upstream, *extra: str) -> list[str]:
+    return ["--allow", f"{NAME}:{up.port}", "--resolve", f"{NAME}=127.0.0.1", *extra]
+
+
+def _log(env: Env) -> list[dict[str, Any]]:
+    path = Path(env.vars["HOME"]) / ".local/state/agent-sandbox/decisions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_allowed_name_through_both_client_paths(project: Path, env: Env,
+                                                upstream: Upstream) -> None:
+    url = f"https://{NAME}:{upstream.port}"
+    script = (
+        f"curl -sS --noproxy '*' --cacert ca.pem {url}/transparent && "
+        "python3 -c 'import ssl, urllib.request; "
+        "ctx = ssl.create_default_context(cafile=\"ca.pem\"); "
+        f"print(urllib.request.urlopen(\"{url}/proxy\", context=ctx).read().decode(), end=\"\")'"
+    )
+    done = run_cli([*_filtered(upstream), "--", "sh", "-c", script], cwd=project, env=env.vars)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"hello from {NAME}:{upstream.port} /transparent",
+                                        f"hello from {NAME}:{upstream.port} /proxy"]
+    paths = {(d["path"], d["decision"]) for d in _log(env)}
+    assert {("transparent", "allow"), ("proxy", "allow")} <= paths
+
+
+def test_denied_names_get_403_naming_the_flag_and_are_never_looked_up(
+    project: Path, env: Env, upstream: Upstream
+) -> None:
+    script = "curl -sS -i http://evil.example.net/ ; curl -sS https://evil.example.net/ ; true"
+    done = run_cli([*_filtered(upstream), "--", "sh", "-c", script], cwd=project, env=env.vars)
+    assert "HTTP/1.1 403 Forbidden" in done.stdout
+    assert "evil.example.net:80: not in the allow-list" in done.stdout
+    assert "--allow evil.example.net" in done.stdout
+    assert "CONNECT tunnel failed, response 403" in done.stderr
+    # The exit summary says what was blocked and how to allow it.
+    assert "network: blocked" in done.stderr and "(--allow evil.example.net)" in done.stderr
+    # Inside, the name does not resolve either (the DNS responder answers only allowed names).
+    done = run_cli([*_filtered(upstream), "--", "getent", "hosts", "evil.example.net"],
+                   cwd=project, env=env.vars)
+    assert done.returncode == 2 and done.stdout == ""
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1", "localhost", "[::1]", "169.254.169.254",
+                                    "0x7f000001"])
+def test_literals_and_loopback_names_are_refused(project: Path, env: Env, upstream: Upstream,
+                                                 target: str) -> None:
+    done = run_cli([*_filtered(upstream), "--", "curl", "-sS", "--proxy", "http://127.0.0.1:3128",
+                    "--noproxy", "", f"http://{target}/"], cwd=project, env=env.vars)
+    assert "blocked this connection" in done.stdout, done.stdout + done.stderr
+    assert upstream.hits == []
+
+
+def test_sni_mismatch_and_wrong_port_are_refused(project: Path, env: Env,
+                                                 upstream: Upstream) -> None:
+    script = (
+        # Transparent: other.example.test's SNI sent to NAME's address.
+        f"curl -sS --noproxy '*' --cacert ca.pem --resolve other.example.test:{upstream.port}:"
+        f"127.1.0.1 https://other.example.test:{upstream.port}/ ; echo rc=$?; "
+        # Through the proxy: CONNECT to NAME, then a TLS hello for another name.
+        f"python3 -c 'import socket; s = socket.create_connection((\"127.0.0.1\", 3128)); "
+        f"s.sendall(b\"CONNECT {NAME}:{upstream.port} HTTP/1.1\\r\\n\\r\\n\"); print(s.recv(99)); "
+        "import ssl; ctx = ssl.create_default_context(cafile=\"ca.pem\"); "
+        "ctx.check_hostname = False\n"
+        "try: ctx.wrap_socket(s, server_hostname=\"other.example.test\")\n"
+        "except OSError as e: print(\"tls failed\")'; "
+        # Wrong port.
+        f"curl -sS --cacert ca.pem https://{NAME}:443/ ; echo rc=$?"
+    )
+    done = run_cli([*_filtered(upstream), "--", "sh", "-c", script], cwd=project, env=env.vars)
+    assert "rc=35" in done.stdout  # the transparent connection was closed at once
+    assert "tls failed" in done.stdout
+    assert "CONNECT tunnel failed, response 403" in done.stderr
+    reasons = [d["reason"] for d in _log(env) if d["decision"] == "deny"]
+    assert any("TLS server name 'other.example.test'" in r for r in reasons)
+    assert any(f"port 443 not allowed for {NAME}" in r for r in reasons)
+    assert upstream.hits == []
+
+
+def test_raw_sockets_have_no_route_and_host_loopback_is_unreached(
+    project: Path, env: Env, upstream: Upstream
+) -> None:
+    with socket.socket() as host_listener:
+        host_listener.bind(("127.0.0.1", 0))
+        host_listener.listen()
+        host_listener.settimeout(0)
+        port = host_listener.getsockname()[1]
+        script = (
+            "import socket, time\n"
+            "t = time.monotonic()\n"
+            "for target in [('1.1.1.1', 443), ('127.0.0.1', %d)]:\n"
+            "    try: socket.create_connection(target, timeout=5); print('connected')\n"
+            "    except OSError as e: print(e.errno)\n"
+            "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "try: u.sendto(b'x', ('1.1.1.1', 53)); print('sent')\n"
+            "except OSError as e: print(e.errno)\n"
+            "print(time.monotonic() - t < 2)\n" % port
+        )
+        done = run_cli([*_filtered(upstream), "--", "python3", "-c", script], cwd=project,
+                       env=env.vars)
+        assert done.stdout.split() == ["101", "111", "101", "True"], done.stderr
+        with pytest.raises(BlockingIOError):
+            host_listener.accept()
+
+
+def test_forward_host_reaches_a_host_tcp_service_and_unix_socket(project: Path, env: Env,
+                                                                 tmp_path: Path) -> None:
+    def serve(listener: socket.socket, reply: bytes) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(reply + conn.recv(100))
+
+    tcp = socket.create_server(("127.0.0.1", 0))
+    unix_path = tmp_path / "mirror.sock"
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(unix_path))
+    unix.listen()
+    with tcp, unix:
+        threads = [threading.Thread(target=serve, args=(tcp, b"tcp:"), daemon=True),
+                   threading.Thread(target=serve, args=(unix, b"unix:"), daemon=True)]
+        for t in threads:
+            t.start()
+        tcp_port = tcp.getsockname()[1]
+        script = (
+            "import socket\n"
+            "for port in (%d, 7000):\n"
+            "    s = socket.create_connection(('127.0.0.1', port)); s.sendall(b'hi')\n"
+            "    print(s.recv(100).decode())\n" % tcp_port
+        )
+        done = run_cli(["--forward-host", str(tcp_port), "--forward-host",
+                        f"unix:{unix_path}=7000", "--", "python3", "-c", script],
+                       cwd=project, env=env.vars)
+    assert done.stdout.split() == ["tcp:hi", "unix:hi"], done.stderr
+    assert {d["path"] for d in _log(env)} == {"forward"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_publish_makes_a_server_inside_reachable_from_the_host(project: Path,
+                                                               env: Env) -> None:
+    port = _free_port()
+    server = ("import socket; s = socket.create_server(('127.0.0.1', %d)); print('up', "
+              "flush=True); c, _ = s.accept(); c.sendall(b'from inside:' + c.recv(10))" % port)
+    with subprocess.Popen([*CLI, "-q", "--publish", str(port), "--", "python3", "-c", server],
+                          cwd=project, env=env.vars, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"ping")
+            assert client.recv(100) == b"from inside:ping"
+        assert proc.wait(timeout=30) == 0
+
+
+def test_flood_slowloris_and_garbage_leave_the_proxy_responsive(
+    project: Path, env: Env, upstream: Upstream
+) -> None:
+    script = (
+        "import socket, ssl, time, urllib.request\n"
+        "idle = [socket.create_connection(('127.0.0.1', 3128)) for _ in range(1000)]\n"
+        "g = socket.create_connection(('127.0.0.1', 3128))\n"
+        "g.sendall(b'GET http://x/ HTTP/1.1\\r\\n' + b'X' * 70000)\n"
+        "print('garbage answered', g.recv(100)[:12])\n"
+        "t = time.monotonic()\n"
+        "ctx = ssl.create_default_context(cafile='ca.pem')\n"
+        f"body = urllib.request.urlopen('https://{NAME}:{upstream.port}/', context=ctx).read()\n"
+        "print('legit', body.startswith(b'hello'), time.monotonic() - t < 5)\n"
+        "print('open', sum(1 for s in idle if s.fileno() >= 0))\n"
+    )
+    started = time.monotonic()
+    done = run_cli([*_filtered(upstream), "--", "sh", "-c",
+                    "ulimit -n 4096 2>/dev/null; python3 -c \"$0\"", script], cwd=project,
+                   env=env.vars, timeout=120)
+    assert "legit True True" in done.stdout, done.stdout + done.stderr
+    assert "garbage answered b'HTTP/1.1 400'" in done.stdout
+    assert time.monotonic() - started < 60
+
+
+def test_allowed_name_with_an_unreachable_upstream_is_logged_as_allowed(
+    project: Path, env: Env
+) -> None:
+    # Nothing listens on this pinned port: the policy allowed the connection, the dial failed.
+    port = _free_port()
+    done = run_cli(["--allow", f"{NAME}:{port}", "--resolve", f"{NAME}=127.0.0.1", "--",
+                    "curl", "-fsS", f"http://{NAME}:{port}/"], cwd=project, env=env.vars)
+    assert done.returncode != 0
+    [decision] = [d for d in _log(env) if d["host"] == NAME]
+    assert decision["decision"] == "allow" and decision["upstream"].startswith("failed:")
+
+
+def test_bad_network_flags(project: Path, env: Env) -> None:
+    for args, needle in [
+        (["--net", "filtered"], "needs at least one --allow"),
+        (["--net", "none", "--allow", "x.com"], "--allow needs --net filtered"),
+        (["--allow", "1.2.3.4"], "--allow"),
+        (["--allow", "*"], "--allow"),
+        (["--resolve", "x.com=1.2.3.4"], "--resolve goes with --net filtered"),
+        (["--net", "host", "--publish", "8000"], "--forward-host and --publish"),
+        (["--publish", "0"], "--publish"),
+        (["--forward-host", "unix:/x"], "--forward-host"),
+        (["--allow", "x.com", "--env", "HTTPS_PROXY=http://evil"], "HTTPS_PROXY"),
+    ]:
+        done = run_cli([*args, "--", "true"], cwd=project, env=env.vars)
+        assert done.returncode == 2, (args, done.stderr)
+        assert needle in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_host_mode_says_what_it_exposes(project: Path, env: Env) -> None:
+    done = run_cli(["--net", "host", "--", "true"], cwd=project, env=env.vars)
+    assert done.returncode == 0
+    assert "abstract UNIX socket" in done.stderr and "host loopback" in done.stderr

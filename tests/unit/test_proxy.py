@@ -1,0 +1,110 @@
+"""The proxy's decision order, with real sockets on this host's loopback and an instrumented
+resolver: a denied name never causes a lookup; answers in refused ranges are never dialled."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_sandbox._netlog import DecisionLog
+from agent_sandbox._netpolicy import parse_allow
+from agent_sandbox._proxy import Listeners, Network, serving
+
+
+class Resolver:
+    """Stands in for the host's resolver: records every lookup, answers from a table."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.answers: dict[str, str] = {}
+
+    async def getaddrinfo(self, host: str, port: int, **_kw: Any) -> list[Any]:
+        self.calls.append(host)
+        if host not in self.answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.answers[host], port))]
+
+
+@pytest.fixture
+def echo() -> Iterator[int]:
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"upstream:" + conn.recv(1000))
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          echo: int) -> Iterator[tuple[int, Resolver, Network]]:
+    resolver = Resolver()
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", resolver.getaddrinfo)
+    entries = (parse_allow(f"allowed.test:{echo}"),
+               parse_allow(f"private.test:{echo}", private=True))
+    log = DecisionLog("test", str(tmp_path / "log.jsonl"))
+    net = Network(entries, (), log)
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        with serving(net, Listeners(proxy=listener), (), lambda: socket.socket()):
+            yield listener.getsockname()[1], resolver, net
+    finally:
+        listener.close()
+        log.close()
+
+
+def _connect(port: int, target: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
+        reply = s.recv(1000)
+        if reply.startswith(b"HTTP/1.1 200"):
+            host = target.rsplit(":", 1)[0]
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            reply += s.recv(1000)
+        return reply
+
+
+def test_denied_requests_never_reach_the_resolver(proxy: tuple[int, Resolver, Network],
+                                                  echo: int) -> None:
+    port, resolver, _ = proxy
+    for target in ("evil.test:443", f"allowed.test:{echo + 1}", "127.0.0.1:443",
+                   "localhost:443", "[::1]:443", "169.254.169.254:80", "evil.test.:443",
+                   f"sub.allowed.test:{echo}"):
+        assert _connect(port, target).startswith(b"HTTP/1.1 403"), target
+    assert resolver.calls == []
+
+
+def test_answers_in_refused_ranges_are_never_dialled(proxy: tuple[int, Resolver, Network],
+                                                     echo: int) -> None:
+    port, resolver, net = proxy
+    for address in ("127.0.0.1", "10.0.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0"):
+        resolver.answers["allowed.test"] = address
+        reply = _connect(port, f"allowed.test:{echo}")
+        assert b"upstream:" not in reply, address  # DNS rebinding to a refused range
+    assert resolver.calls == ["allowed.test"] * 5
+    assert all(r for (host, _), r in net.blocked.items() if host == "allowed.test")
+
+
+def test_an_allowed_name_is_resolved_once_and_dialled_at_the_vetted_address(
+    proxy: tuple[int, Resolver, Network], echo: int
+) -> None:
+    port, resolver, _ = proxy
+    resolver.answers["private.test"] = "127.0.0.1"  # fine: that entry allows private
+    reply = _connect(port, f"private.test:{echo}")
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert b"upstream:GET / HTTP/1.1" in reply
+    assert resolver.calls == ["private.test"]
