@@ -7,6 +7,7 @@ run (``--block-fd``), so the command never sees a network that is not served yet
 from __future__ import annotations
 
 import contextlib
+import resource
 import socket
 from collections.abc import Iterator
 
@@ -16,8 +17,18 @@ from agent_sandbox._netplan import DNS_ADDRESS, PROXY_ADDRESS, NetPlan, transpar
 from agent_sandbox._proxy import Listeners, Network, serving
 
 
+def _raise_fd_limit() -> None:
+    # Each connection holds two fds in the launcher (client and upstream): the default soft
+    # limit of 1024 would cap the sandbox at ~500 connections.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 @contextlib.contextmanager
 def network(plan: NetPlan, init_pid: int, session: str) -> Iterator[Network]:
+    _raise_fd_limit()
     with contextlib.ExitStack() as stack:
         inside = stack.enter_context(namespace_sockets(init_pid))
         ports = transparent_ports(plan.entries) if plan.filtered else ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -83,3 +84,15 @@ def sandbox_sh(script: str, *, cwd: Path, env: Mapping[str, str],
                extra: Sequence[str] = (), timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``sh -c script`` in the real sandbox."""
     return run_cli([*extra, "--", "sh", "-c", script], cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def claude_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Claude Code package from the npm registry (its --version needs no network)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed (.ci/run's machine has it)")
+    prefix = tmp_path_factory.mktemp("claude-code")
+    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
+                    "@anthropic-ai/claude-code"], check=True, capture_output=True, timeout=600)
+    return prefix

@@ -277,3 +277,38 @@ def test_host_mode_says_what_it_exposes(project: Path, env: Env) -> None:
     done = run_cli(["--net", "host", "--", "true"], cwd=project, env=env.vars)
     assert done.returncode == 0
     assert "abstract UNIX socket" in done.stderr and "host loopback" in done.stderr
+
+
+def test_real_claude_code_reaches_its_api_through_the_allow_list(
+    project: Path, env: Env, claude_code: Path
+) -> None:
+    # Offline, the upstream lookup fails after the policy allowed the connection: the log
+    # shows an allowed decision for the API, which is what this checks; then the launcher
+    # is stopped with SIGTERM (Claude Code keeps retrying).
+    claude = claude_code / "node_modules/.bin/claude"
+    args = [*CLI, "-q", "--allow", "api.anthropic.com", "--ro", str(claude_code),
+            "--env", "ANTHROPIC_API_KEY=sk-ant-offline-test", "--", str(claude), "-p", "hi"]
+    with subprocess.Popen(args, cwd=project, env=env.vars, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 90
+        seen: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not seen:
+            seen = [d for d in _log(env) if d["host"] == "api.anthropic.com"]
+            time.sleep(0.2)
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert seen, "Claude Code never tried to reach its API"
+    assert seen[0]["decision"] == "allow" and seen[0]["port"] == 443
+
+
+def test_the_proxy_is_not_on_the_hosts_loopback(project: Path, env: Env,
+                                                upstream: Upstream) -> None:
+    script = "echo up; sleep 2"
+    with subprocess.Popen([*CLI, "-q", *_filtered(upstream), "--", "sh", "-c", script],
+                          cwd=project, env=env.vars, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        # It lives in the sandbox's network namespace: nobody on the host, this user or
+        # another, can connect to it (nothing else here listens on 3128).
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", 3128), timeout=5)
+        proc.wait(timeout=30)

@@ -327,18 +327,6 @@ def test_fail_closed_when_libseccomp_cannot_be_loaded(project: Path, env: Env,
     assert not (project / "ran").exists()
 
 
-@pytest.fixture(scope="module")
-def claude_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real Claude Code package from the npm registry (its --version needs no network)."""
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed (.ci/run's machine has it)")
-    prefix = tmp_path_factory.mktemp("claude-code")
-    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                    "@anthropic-ai/claude-code"], check=True, capture_output=True, timeout=600)
-    return prefix
-
-
 def test_real_claude_code_runs_under_the_filter(project: Path, env: Env,
                                                 claude_code: Path) -> None:
     done = run_cli(["--ro", str(claude_code), "--", str(claude_code / "node_modules/.bin/claude"),
