@@ -164,9 +164,8 @@ def _network(mode: NetMode, allow: Sequence[str], allow_private: Sequence[str],
     if (forward_host or publish) and mode is NetMode.HOST:
         raise UsageError("--forward-host and --publish are for --net none or filtered; "
                          "with --net host the host's loopback is shared already")
-    entries = [parse_allow(a, origin=f"--allow {a}") for a in allow]
-    entries += [parse_allow(a, private=True, origin=f"--allow-private {a}")
-                for a in allow_private]
+    entries = [parse_allow(a) for a in allow]
+    entries += [parse_allow(a, private=True, origin="--allow-private") for a in allow_private]
     forwards = [parse_forward(f) for f in forward_host]
     ports = [parse_publish(p) for p in publish]
     taken = [f.inside_port for f in forwards]

@@ -213,7 +213,7 @@ def main() -> int:
     sandbox = [args.launcher, "-q", *allow, "--"]
     with tempfile.TemporaryDirectory() as project:
         # The clients' paths inside (/usr is the host's), used outside too: same binaries.
-        found = output([*sandbox, "sh", "-c", "command -v python3 curl || true"], project)
+        found = output([*sandbox, "sh", "-c", "for t in python3 curl; do command -v $t; done; true"], project)
         tools = {Path(p).name: p for p in found.split()}
         if "python3" not in tools:
             sys.exit("bench: no python3 inside the sandbox")
