@@ -116,7 +116,7 @@ def _run(argv: Sequence[str] | None) -> int:
                           allow_nested_userns=args.allow_nested_userns, allow=args.allow,
                           allow_private=args.allow_private, resolve=args.resolve,
                           forward_host=args.forward_host, publish=args.publish)
-    view = gather_host_view(identity, probe_layout(), os.environ)
+    view = gather_host_view(identity, probe_layout(), os.environ, policy.project)
     plan = build_plan(policy, view)
 
     if args.dry_run:
@@ -148,6 +148,10 @@ def _run(argv: Sequence[str] | None) -> int:
         _say("warning: --allow-nested-userns: the command may create user namespaces; inside "
              "one it can mount over or pivot away from the read-only binds it sees (the host "
              "files stay protected by their permissions, not by the sandbox's view)")
+    for p in view.protections:
+        if p.mode == "symlink":
+            _say(f"warning: {p.path} is a symlink, so it cannot be made read-only: the command "
+                 "could replace it, and host tools would then run what it wrote")
     if identity.uid == 0 and not args.quiet:
         _say(f"notice: called as root: the command runs as uid {identity.inside_uid} with no "
              "capabilities, but files only root may read stay readable where they are visible")

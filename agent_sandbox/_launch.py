@@ -24,18 +24,24 @@ import time
 from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxUnavailable
+from agent_sandbox._janitor import placeholders_removed
 from agent_sandbox._netplan import hosts_file, resolv_conf
 from agent_sandbox._plan import (
     BLOCK_FD,
+    EMPTY_DIR,
+    EMPTY_FILE,
+    EMPTY_JSON,
+    GIT_EXCLUDES_FD,
     HOSTS_FD,
     RESOLV_FD,
     SECCOMP_FD,
     STARTED_FD,
     WORKDIR,
     Plan,
+    git_excludes,
 )
 from agent_sandbox._seccomp_cache import seccomp_program
-from agent_sandbox._workdir import work_dir
+from agent_sandbox._workdir import placeholder_sources, work_dir
 
 GRACE_SECONDS = 5.0
 _SI_KERNEL = 0x80  # si_code of a signal the kernel raised (e.g. the terminal's ^C)
@@ -182,7 +188,16 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
         for fd in (status_read, started_read):
             stack.callback(os.close, fd)
         values = {WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd), STARTED_FD: str(started_write)}
-        passed = [status_write, seccomp_fd, started_write]
+        if plan.placeholders:
+            sources = placeholder_sources()
+            values.update({EMPTY_DIR: sources["dir"], EMPTY_FILE: sources["file"],
+                           EMPTY_JSON: sources["json"]})
+            excludes = _memory_file(stack, git_excludes(plan.protections))
+            values[GIT_EXCLUDES_FD] = str(excludes)
+            passed_extra = [excludes]
+        else:
+            passed_extra = []
+        passed = [status_write, seccomp_fd, started_write, *passed_extra]
         block_write = -1
         if plan.net is not None:
             # bwrap waits on the block pipe, after its setup and before the command, until
@@ -206,6 +221,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
             os.close(started_write)
             if plan.net is not None:
                 os.close(int(values[BLOCK_FD]))
+        stack.enter_context(placeholders_removed(plan.placeholders, pid))
         init_pid = _read_child_pid(status_read)
         if init_pid is None:
             _, wait_status = os.waitpid(pid, 0)

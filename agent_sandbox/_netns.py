@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -50,7 +52,18 @@ def _make(spec: SocketSpec) -> socket.socket:
     sock = socket.socket(family, kind)
     if spec.bind:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(spec.address)
+        # bwrap reports the sandbox's pid before it has brought lo up: until then the
+        # loopback addresses do not exist yet (EADDRNOTAVAIL). Give it a moment.
+        for _ in range(200):
+            try:
+                sock.bind(spec.address)
+                break
+            except OSError as e:
+                if e.errno != errno.EADDRNOTAVAIL:
+                    raise
+                time.sleep(0.005)
+        else:
+            sock.bind(spec.address)
         if spec.kind == "tcp":
             sock.listen(1024)
     return sock

@@ -11,6 +11,7 @@ import resource
 import socket
 from collections.abc import Iterator
 
+from agent_sandbox._errors import SandboxUnavailable
 from agent_sandbox._netlog import DecisionLog
 from agent_sandbox._netns import SocketSpec, namespace_sockets
 from agent_sandbox._netplan import DNS_ADDRESS, PROXY_ADDRESS, NetPlan, transparent_ports
@@ -38,7 +39,12 @@ def network(plan: NetPlan, init_pid: int, session: str) -> Iterator[Network]:
         # only interface is lo): the destination address tells which name was resolved.
         specs += [SocketSpec("tcp", ("0.0.0.0", port)) for port in ports]
         specs += [SocketSpec("tcp", ("127.0.0.1", f.inside_port)) for f in plan.forwards]
-        made = inside.make(specs) if specs else []
+        try:
+            made = inside.make(specs) if specs else []
+        except OSError as e:
+            raise SandboxUnavailable(f"cannot create the sandbox's network sockets: {e}",
+                                     fix="is another --forward-host using that port twice?"
+                                     ) from None
         for sock in made:
             stack.callback(sock.close)
         rest = made[2:] if plan.filtered else made

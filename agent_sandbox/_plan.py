@@ -7,6 +7,7 @@ launcher fills in when it renders the argv.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ from agent_sandbox._errors import UsageError
 from agent_sandbox._host import HostLayout, Identity
 from agent_sandbox._netplan import PROXY_VARIABLES, NetPlan, proxy_environment
 from agent_sandbox._policy import MountMode, NetMode, Policy
+from agent_sandbox._protect import PROTECTED, Protection, created_parents
 from agent_sandbox._seccomp import Rule, default_rules
 
 SANDBOX_HOSTNAME = "agent-sandbox"
@@ -36,6 +38,12 @@ STARTED_FD = Placeholder("STARTED_FD")  # the write end of the "command started"
 BLOCK_FD = Placeholder("BLOCK_FD")  # bwrap waits on it until the network is served
 HOSTS_FD = Placeholder("HOSTS_FD")  # the sandbox's /etc/hosts
 RESOLV_FD = Placeholder("RESOLV_FD")  # the sandbox's /etc/resolv.conf
+EMPTY_DIR = Placeholder("EMPTY_DIR")  # placeholder sources: an empty read-only directory,
+EMPTY_FILE = Placeholder("EMPTY_FILE")  # an empty file,
+EMPTY_JSON = Placeholder("EMPTY_JSON")  # and a file holding "{}"
+_SOURCES = {"dir": EMPTY_DIR, "file": EMPTY_FILE, "json": EMPTY_JSON}
+GIT_EXCLUDES_FD = Placeholder("GIT_EXCLUDES_FD")  # git ignore patterns for the placeholders
+GIT_EXCLUDES = "/run/agent-sandbox/git-excludes"
 
 # Run first inside, after bwrap's whole setup (mounts, seccomp): report "started" with one
 # byte on the pipe, close it, exec the rest. bwrap exits 1 both for its own setup errors
@@ -71,6 +79,8 @@ class HostView(NamedTuple):
     signal_reset_env: str = ""
     # A POSIX shell inside for the start reporter (STARTER_SCRIPT), or "".
     start_shell: str = ""
+    # Host-executed files in the project to make read-only (see _protect).
+    protections: tuple[Protection, ...] = ()
 
 
 class Plan(NamedTuple):
@@ -88,6 +98,10 @@ class Plan(NamedTuple):
     shield: tuple[str, ...] = ()
     # The network the launcher serves (filtered mode, forwards, published ports), if any.
     net: NetPlan | None = None
+    # Directories bwrap creates in the project for protected placeholders (deepest first),
+    # removed after the sandbox, even if the launcher is killed.
+    placeholders: tuple[str, ...] = ()
+    protections: tuple[Protection, ...] = ()
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -235,20 +249,62 @@ def _home_and_tmp(policy: Policy, view: HostView) -> Section:
     return Section("home and temporary files", tuple(ops))
 
 
-def _project_and_mounts(policy: Policy) -> Section:
+def _project_and_mounts(policy: Policy, protections: tuple[Protection, ...]) -> Section:
+    """The project, then extra binds (parents before children, so a narrower --ro inside a
+    --rw wins), then the protected files (they win over --rw), then hides (they win over
+    everything)."""
     ops = [Op(("--bind", policy.project, policy.project), "the project, read-write")]
-    # Parents before children, so a narrower --ro inside a --rw wins; hides come last.
-    ordered = sorted(policy.mounts, key=lambda m: (m.mode is MountMode.HIDE, m.path.count("/")))
-    for m in ordered:
-        if m.mode is MountMode.RO:
-            ops.append(Op(("--ro-bind", m.path, m.path), m.origin))
-        elif m.mode is MountMode.RW:
-            ops.append(Op(("--bind", m.path, m.path), m.origin))
-        elif m.is_dir:
-            ops.append(Op(("--perms", "0000", "--tmpfs", m.path), m.origin))
-        else:
-            ops.append(Op(("--ro-bind", "/dev/null", m.path), m.origin))
+    binds = sorted((m for m in policy.mounts if m.mode is not MountMode.HIDE),
+                   key=lambda m: m.path.count("/"))
+    flags = {MountMode.RO: "--ro-bind", MountMode.RW: "--bind"}
+    ops += [Op((flags[m.mode], m.path, m.path), m.origin) for m in binds]
+    ops += _protection_ops(protections)
+    if any(p.mode == "placeholder" and not _in_git_dir(p.path) for p in protections):
+        ops += [Op(("--dir", os.path.dirname(GIT_EXCLUDES))),
+                Op(("--ro-bind-data", GIT_EXCLUDES_FD, GIT_EXCLUDES),
+                   "git ignores the placeholders (git stash -u, git clean)")]
+    for m in sorted((m for m in policy.mounts if m.mode is MountMode.HIDE),
+                    key=lambda m: m.path.count("/")):
+        hide = ("--perms", "0000", "--tmpfs", m.path) if m.is_dir else (
+            "--ro-bind", "/dev/null", m.path)
+        ops.append(Op(hide, m.origin))
     return Section("project and extra paths", tuple(ops))
+
+
+def _protection_ops(protections: tuple[Protection, ...]) -> list[Op]:
+    ops = []
+    for p in protections:
+        if p.mode == "rw":
+            ops.append(Op(("--bind", p.path, p.path), f"protected: {p.why}"))
+        elif p.mode == "ro":
+            ops.append(Op(("--ro-bind", p.path, p.path), f"protected: {p.why}"))
+        elif p.mode == "placeholder":
+            ops.append(Op(("--ro-bind", _SOURCES[p.kind], p.path),
+                          f"protected (placeholder, removed at exit): {p.why}"))
+    return ops
+
+
+def _in_git_dir(path: str) -> bool:
+    return "/.git/" in path
+
+
+def git_excludes(protections: tuple[Protection, ...]) -> str:
+    """Ignore patterns for the placeholders, anchored at a repository's top: every one is a
+    PROTECTED name relative to the work tree it was found in."""
+    names = sorted({rel for rel in PROTECTED for p in protections
+                    if p.mode == "placeholder" and p.path.endswith("/" + rel)})
+    return "".join(f"/{name}\n" for name in names)
+
+
+def placeholders(project: str, protections: tuple[Protection, ...]) -> tuple[str, ...]:
+    """What bwrap creates in the project for the placeholders, to remove after the sandbox
+    (deepest first): each placeholder and the missing parents on its way."""
+    paths: dict[str, None] = {}
+    for p in protections:
+        if p.mode == "placeholder":
+            paths[p.path] = None
+            paths.update(dict.fromkeys(created_parents(p.path, project)))
+    return tuple(sorted(paths, key=lambda path: -path.count("/")))
 
 
 def build_plan(policy: Policy, view: HostView) -> Plan:
@@ -258,6 +314,9 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
     host_shell = dict(view.environ).get("SHELL", "")
     shell = host_shell if host_shell and visible_inside(policy, layout, host_shell) else "/bin/sh"
     env = build_env(dict(view.environ), identity, path, shell, policy.env)
+    if any(p.mode == "placeholder" and not _in_git_dir(p.path) for p in view.protections):
+        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="core.excludesFile",
+                   GIT_CONFIG_VALUE_0=GIT_EXCLUDES)
     host_valued = {r.name for r in policy.env if r.value is None and r.name in env}
     rules = default_rules(allow_nested_userns=policy.allow_nested_userns)
     net = _net_plan(policy)
@@ -271,7 +330,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         _kernel_fs(),
         _system(layout),
         _home_and_tmp(policy, view),
-        _project_and_mounts(policy),
+        _project_and_mounts(policy, view.protections),
         Section("process", (Op(("--chdir", policy.cwd), "same directory as outside"),)),
         _seccomp_section(rules),
         *((_network_section(net, layout),) if net is not None else ()),
@@ -290,6 +349,8 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         starter=starter,
         shield=shield,
         net=net,
+        placeholders=placeholders(policy.project, view.protections),
+        protections=view.protections,
         seccomp=rules,
     )
 

@@ -13,6 +13,7 @@ from agent_sandbox._errors import CommandNotExecutable, CommandNotFound, UsageEr
 from agent_sandbox._host import HostLayout, Identity
 from agent_sandbox._plan import HostView, Plan, is_under, visible_inside
 from agent_sandbox._policy import EnvRequest, Mount, MountMode, NetMode, Policy, is_env_name
+from agent_sandbox._protect import scan
 
 # Never a project: they would expose the system, every home, or the shared temp dirs.
 _NOT_A_PROJECT = ("/", "/tmp", "/var/tmp", "/home", "/root")
@@ -183,8 +184,8 @@ def _network(mode: NetMode, allow: Sequence[str], allow_private: Sequence[str],
     }
 
 
-def gather_host_view(identity: Identity, layout: HostLayout,
-                     environ: Mapping[str, str]) -> HostView:
+def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[str, str],
+                     project: str) -> HostView:
     path_entries = []
     for entry in environ.get("PATH", "").split(":"):
         resolved = os.path.realpath(entry) if entry.startswith("/") else entry
@@ -201,7 +202,8 @@ def gather_host_view(identity: Identity, layout: HostLayout,
                     path_entries=tuple(path_entries), git_configs=tuple(git_configs),
                     signal_reset_env=_signal_reset_env(layout),
                     start_shell="/bin/sh" if layout.is_visible("/bin/sh")
-                    and os.access("/bin/sh", os.X_OK) else "")
+                    and os.access("/bin/sh", os.X_OK) else "",
+                    protections=scan(project))
 
 
 def _signal_reset_env(layout: HostLayout) -> str:

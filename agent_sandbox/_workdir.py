@@ -229,6 +229,39 @@ def _reap_unrenamed_lock(base_fd: int, name: str) -> None:
             os.close(lock_fd)
 
 
+PLACEHOLDER_SOURCES = {"dir": (".empty", None), "file": (".empty-file", b""),
+                       "json": (".empty.json", b"{}\n")}
+
+
+def placeholder_sources() -> dict[str, str]:
+    """The read-only sources bound over protected paths that do not exist yet, kept in the
+    private base dir: kind ("dir", "file", "json") -> path. Checked before every use."""
+    base = _base_dir()
+    base_fd = _open_base(base)
+    try:
+        for name, content in PLACEHOLDER_SOURCES.values():
+            with contextlib.suppress(FileExistsError):
+                if content is None:
+                    os.mkdir(name, 0o555, dir_fd=base_fd)
+                else:
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o444, dir_fd=base_fd)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(content)
+            st = os.stat(name, dir_fd=base_fd, follow_symlinks=False)
+            if content is None:
+                ok = stat.S_ISDIR(st.st_mode) and not os.listdir(os.path.join(base, name))
+            else:
+                with open(os.path.join(base, name), "rb") as f:
+                    ok = stat.S_ISREG(st.st_mode) and f.read(64) == content
+            if not ok or st.st_mode & 0o222 or st.st_uid != os.getuid():
+                raise SandboxUnavailable(f"{base}/{name} is not the placeholder it should be",
+                                         fix=f"remove {base}/{name}")
+    finally:
+        os.close(base_fd)
+    return {kind: os.path.join(base, name) for kind, (name, _) in PLACEHOLDER_SOURCES.items()}
+
+
 @contextlib.contextmanager
 def work_dir() -> Iterator[str]:
     """Create this launch's work dir (reaping stale ones first); remove it on exit."""

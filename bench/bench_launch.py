@@ -54,10 +54,10 @@ def raw_bwrap_argv(launcher: str, project: str, workdir: str) -> tuple[list[str]
             bwrap = line.removeprefix("# bwrap: ").strip()
         elif line.startswith("  --"):
             words = shlex.split(line, comments=True)
-            # Skip the "-- COMMAND" line (the command is appended below) and the seccomp
-            # program's fd, which only the launcher holds: loading a few hundred BPF
-            # instructions costs bwrap microseconds.
-            if words[0] not in ("--", "--seccomp"):
+            # Skip every option holding a value only the launcher has (the seccomp fd, the
+            # protected files' placeholder sources): the floor is bwrap itself.
+            if words[0] != "--" and not any(w.startswith("$") and w != "$WORKDIR"
+                                            for w in words):
                 options += [workdir if w == "$WORKDIR" else w for w in words]
     if proc.returncode != 0 or not bwrap or not options:
         return [*FALLBACK_BWRAP, "--", "true"], "fixed list (dry-run parse failed)"

@@ -113,16 +113,12 @@ def output(argv: list[str], cwd: str) -> str:
     return proc.stdout
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def sockets(pid: int) -> int:
-    fds = Path(f"/proc/{pid}/fd")
-    return sum(1 for fd in fds.iterdir() if fd.readlink().name.startswith("socket:"))
+def launcher_state(pid: int) -> tuple[float, int]:
+    """The launcher's VmRSS in MiB and the number of sockets it has open."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
+    fds = Path(f"/proc/{pid}/fd").iterdir()
+    return rss / 1024, sum(1 for fd in fds if fd.readlink().name.startswith("socket:"))
 
 
 def throughput(sandbox: list[str], tools: dict[str, str], port: int, mib: int, runs: int,
@@ -151,7 +147,7 @@ def throughput(sandbox: list[str], tools: dict[str, str], port: int, mib: int, r
                 sys.exit(f"bench: {mode} download got {size} bytes, not {mib * MIB}")
             if round_no >= WARMUP:
                 seconds[mode].append(float(elapsed))
-    method = "curl -w %{time_total}" if curl else "python3 urllib, timed by perf_counter"
+    method = "curl -w %{time_total}" if curl else "perf_counter in a python3 urllib client"
     return method, {mode: mib / statistics.median(s) for mode, s in seconds.items()}
 
 
@@ -177,7 +173,7 @@ def launcher_rss(sandbox: list[str], python: str, count: int, cwd: str) -> dict[
     assert proc.stdin is not None and proc.stdout is not None
     if proc.stdout.readline() != "idle\n":
         sys.exit("bench: the connection holder did not start")
-    idle = rss_mib(proc.pid)
+    idle = launcher_state(proc.pid)[0]
     proc.stdin.write("go\n")
     proc.stdin.flush()
     if proc.stdout.readline() != "open\n":
@@ -185,7 +181,8 @@ def launcher_rss(sandbox: list[str], python: str, count: int, cwd: str) -> dict[
     peak, held = idle, 0
     for _ in range(20):
         time.sleep(0.1)
-        peak, held = max(peak, rss_mib(proc.pid)), max(held, sockets(proc.pid))
+        rss, open_sockets = launcher_state(proc.pid)
+        peak, held = max(peak, rss), max(held, open_sockets)
     proc.stdin.write("done\n")
     proc.stdin.close()
     if proc.wait() != 0:
@@ -213,7 +210,8 @@ def main() -> int:
     sandbox = [args.launcher, "-q", *allow, "--"]
     with tempfile.TemporaryDirectory() as project:
         # The clients' paths inside (/usr is the host's), used outside too: same binaries.
-        found = output([*sandbox, "sh", "-c", "for t in python3 curl; do command -v $t; done; true"], project)
+        probe = "for t in python3 curl; do command -v $t; done; true"
+        found = output([*sandbox, "sh", "-c", probe], project)
         tools = {Path(p).name: p for p in found.split()}
         if "python3" not in tools:
             sys.exit("bench: no python3 inside the sandbox")
@@ -232,39 +230,36 @@ def main() -> int:
     added = {m: conn_ms[m] - conn_ms["direct"] for m in ("proxy", "transparent")}
     launch_ratio = (launch["filtered (--allow) -- true"]["median_ms"]
                     / launch["none -- true"]["median_ms"])
-    result = {
-        "launcher": args.launcher, "mib": args.mib, "runs": args.runs,
-        "connections": args.connections, "download_method": method,
-        "throughput_mib_s": mib_s, "throughput_ratio": ratios,
-        "throughput_target": TARGET_THROUGHPUT,
-        "connection_median_ms": conn_ms, "connection_added_ms": added,
-        "connection_target_ms": TARGET_ADDED_MS, "launcher_rss": rss,
-        "launch": launch, "launch_ratio": launch_ratio, "launch_target": TARGET_LAUNCH,
-    }
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({
+            "launcher": args.launcher, "mib": args.mib, "runs": args.runs,
+            "connections": args.connections, "download_method": method,
+            "throughput_mib_s": mib_s, "throughput_ratio": ratios,
+            "throughput_target": TARGET_THROUGHPUT, "connection_median_ms": conn_ms,
+            "connection_added_ms": added, "connection_target_ms": TARGET_ADDED_MS,
+            "launcher_rss": rss, "launch": launch, "launch_ratio": launch_ratio,
+            "launch_target": TARGET_LAUNCH}, indent=2))
         return 0
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    print(f"throughput: {args.mib} MiB from 127.0.0.1:{port}, median of {args.runs} "
-          f"interleaved rounds after {WARMUP} warm-up; timed by {method}")
-    for mode, rate in mib_s.items():
-        ratio = f"  {ratios[mode]:.2f}x direct, target >= {TARGET_THROUGHPUT:g}x: " \
-            f"{verdict(ratios[mode] >= TARGET_THROUGHPUT)}" if mode in ratios else ""
-        print(f"  {mode:<12}{rate:>9.0f} MiB/s{ratio}")
-    print(f"\nsequential connections: {args.connections} per path, new connection + small "
-          "GET each, median ms")
-    for mode, ms in conn_ms.items():
-        extra = f"  {added[mode]:+.3f} ms, target <= +{TARGET_ADDED_MS:g} ms: " \
-            f"{verdict(added[mode] <= TARGET_ADDED_MS)}" if mode in added else ""
-        print(f"  {mode:<12}{ms:>9.3f}{extra}")
-    print(f"\nlauncher RSS: {rss['idle_mib']:.1f} MiB idle, {rss['connections_mib']:.1f} MiB "
-          f"with {args.connections} idle proxy connections "
+    print(f"throughput: {args.mib} MiB from 127.0.0.1:{port}, median of {args.runs} rounds "
+          f"after {WARMUP} warm-up, timed by {method} (MiB/s)")
+    print(f"  {'direct':<13}{mib_s['direct']:>7.0f}")
+    for mode, ratio in ratios.items():
+        print(f"  {mode:<13}{mib_s[mode]:>7.0f}  {ratio:.2f}x direct, target >= "
+              f"{TARGET_THROUGHPUT:g}x: {verdict(ratio >= TARGET_THROUGHPUT)}")
+    print(f"sequential connections: {args.connections} per path, median ms per new "
+          f"connection + small GET\n  {'direct':<13}{conn_ms['direct']:>7.3f}")
+    for mode, ms in added.items():
+        print(f"  {mode:<13}{conn_ms[mode]:>7.3f}  {ms:+.3f} ms, target <= "
+              f"+{TARGET_ADDED_MS:g} ms: {verdict(ms <= TARGET_ADDED_MS)}")
+    print(f"launcher RSS: {rss['idle_mib']:.1f} MiB idle, {rss['connections_mib']:.1f} MiB "
+          f"holding {args.connections} idle proxy connections "
           f"({rss['launcher_sockets']:.0f} sockets open in the launcher)")
-    print(f"\nlaunch: {args.runs} interleaved rounds after {LAUNCH_WARMUP} warm-up rounds (ms)")
-    print(f"  {'command':<28}{'median':>9}{'p90':>9}{'min':>9}")
+    print(f"launch: {args.runs} rounds after {LAUNCH_WARMUP} warm-up rounds (ms)\n"
+          f"  {'command':<28}{'median':>9}{'p90':>9}{'min':>9}")
     for name, t in launch.items():
         print(f"  {name:<28}{t['median_ms']:>9.1f}{t['p90_ms']:>9.1f}{t['min_ms']:>9.1f}")
     print(f"  filtered / none (median): {launch_ratio:.2f}x, target <= {TARGET_LAUNCH:g}x: "

@@ -25,7 +25,7 @@ from _timing import Cmd, measure
 
 from agent_sandbox._bwrap import find_bwrap
 from agent_sandbox._host import current_identity, probe_layout
-from agent_sandbox._plan import SECCOMP_FD, WORKDIR, Section, build_plan
+from agent_sandbox._plan import WORKDIR, Placeholder, Section, build_plan
 from agent_sandbox._request import build_policy, gather_host_view
 
 TARGET_PCT = 5.0
@@ -58,11 +58,15 @@ def three_ways(launcher: str, command: list[str], workdir: str) -> dict[str, Cmd
     identity = current_identity(dict(os.environ))
     policy = build_policy(command=command, project=None, net="none", ro=[], rw=[], hide=[],
                           env=[], identity=identity)
-    plan = build_plan(policy, gather_host_view(identity, probe_layout(), os.environ))
-    sections = tuple(Section(s.title, tuple(op for op in s.ops if op.words[0] != "--seccomp"))
-                     for s in plan.sections)
-    plan = plan._replace(sections=sections, starter=())  # no launcher, no start pipe
-    raw = [find_bwrap(os.environ), *plan.bwrap_args({WORKDIR: workdir, SECCOMP_FD: "unused"})]
+    plan = build_plan(policy, gather_host_view(identity, probe_layout(), os.environ,
+                                                   policy.project))
+    # Without the launcher: no start pipe, and no operation needing a value only it has
+    # (the seccomp fd, which is the point; the protected files' placeholders, a few binds).
+    sections = tuple(Section(s.title, tuple(op for op in s.ops if not any(
+        isinstance(w, Placeholder) and w is not WORKDIR for w in op.words)))
+        for s in plan.sections)
+    plan = plan._replace(sections=sections, starter=())
+    raw = [find_bwrap(os.environ), *plan.bwrap_args({WORKDIR: workdir})]
     return {FILTER: ([launcher, "-q", "--", *command], None),
             NO_FILTER: (raw, dict(plan.env)), OUTSIDE: (command, None)}
 

@@ -36,6 +36,12 @@ class Env:
     def workdir_base(self) -> Path:
         return self.tmpdir / f"agent-sandbox-{os.getuid()}"
 
+    def workdirs(self) -> list[str]:
+        """The launches' work dirs and locks (not the shared placeholder sources)."""
+        base = self.workdir_base
+        return sorted(n for n in os.listdir(base) if not n.startswith(".")) if base.exists() \
+            else []
+
     def with_(self, **extra: str) -> dict[str, str]:
         return {**self.vars, **extra}
 

@@ -63,7 +63,7 @@ def test_a_bwrap_that_fails_to_start_gives_125_and_never_runs_the_command(
     assert "the sandbox could not start" in done.stderr
     assert "bwrap: Creating new namespace failed" in done.stderr
     assert not (project / "ran").exists()
-    assert list(env.workdir_base.iterdir()) == []
+    assert env.workdirs() == []
 
 
 def test_no_user_namespaces_refuses_with_the_exact_fix(project: Path, env: Env) -> None:

@@ -3,7 +3,6 @@ and nothing started (no work dir was ever created)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ def _assert_clean_error(done: object, status: int, *needles: str) -> None:
 
 
 def _nothing_started(env: Env) -> None:
-    assert not env.workdir_base.exists() or os.listdir(env.workdir_base) == []
+    assert env.workdirs() == []
 
 
 def test_unknown_option(project: Path, env: Env) -> None:

@@ -4,58 +4,17 @@ weakened) operation, so a regression that drops that operation would be caught."
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from agent_sandbox._bwrap import find_bwrap
-from agent_sandbox._host import current_identity, probe_layout
-from agent_sandbox._plan import SECCOMP_FD, WORKDIR, Op, Plan, Section, build_plan
-from agent_sandbox._request import build_policy, gather_host_view
-from agent_sandbox._seccomp_cache import seccomp_program
+from agent_sandbox._plan import Op
 from tests.conftest import SECRET, Env, sandbox_sh
+from tests.plans import drop, plan_for, run_plan
 
 pytestmark = pytest.mark.integration
-
-Mutation = Callable[[Op], tuple[Op, ...]]
-
-
-def _plan(project: Path, env: Env, script: str) -> Plan:
-    os.chdir(project)
-    identity = current_identity(env.vars)
-    policy = build_policy(command=["sh", "-c", script], project=None, net="none", ro=[],
-                          rw=[], hide=[], env=[], identity=identity)
-    return build_plan(policy, gather_host_view(identity, probe_layout(), env.vars))
-
-
-def _run_mutated(plan: Plan, mutate: Mutation, tmp: Path,
-                 environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    sections = tuple(
-        Section(s.title, tuple(new for op in s.ops for new in mutate(op))) for s in plan.sections
-    )
-    weakened = plan._replace(sections=sections, starter=())  # no launcher, no start pipe
-    workdir = tmp / "workdir"
-    workdir.mkdir()
-    with seccomp_program(weakened.seccomp) as fd:
-        argv = weakened.bwrap_args({WORKDIR: str(workdir), SECCOMP_FD: str(fd)})
-        return subprocess.run([find_bwrap(os.environ), *argv], env=environ, pass_fds=(fd,),
-                              capture_output=True, text=True, timeout=60, check=False)
-
-
-def _drop(flag: str) -> Mutation:
-    return lambda op: () if op.words[0] == flag else (op,)
-
-
-@pytest.fixture(autouse=True)
-def _keep_cwd() -> Iterator[None]:
-    cwd = os.getcwd()
-    yield
-    os.chdir(cwd)
-
 
 def test_without_unshare_net_the_host_loopback_is_reached(
     project: Path, env: Env, tmp_path: Path
@@ -67,8 +26,8 @@ def test_without_unshare_net_the_host_loopback_is_reached(
         script = (f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}),"
                   " timeout=3); print(\"connected\")'")
         assert "connected" not in sandbox_sh(script, cwd=project, env=env.vars).stdout
-        plan = _plan(project, env, script)
-        done = _run_mutated(plan, _drop("--unshare-net"), tmp_path, dict(plan.env))
+        plan = plan_for(project, env.vars, ["sh", "-c", script])
+        done = run_plan(plan, tmp_path, drop("--unshare-net"))
         assert done.stdout.strip() == "connected", done.stderr
 
 
@@ -79,8 +38,8 @@ def test_without_unshare_pid_host_processes_are_reached(
     try:
         script = f"kill -0 {sleeper.pid} && echo reached"
         assert "reached" not in sandbox_sh(script, cwd=project, env=env.vars).stdout
-        plan = _plan(project, env, script)
-        done = _run_mutated(plan, _drop("--unshare-pid"), tmp_path, dict(plan.env))
+        plan = plan_for(project, env.vars, ["sh", "-c", script])
+        done = run_plan(plan, tmp_path, drop("--unshare-pid"))
         assert done.stdout.strip() == "reached", done.stderr
     finally:
         sleeper.kill()
@@ -93,9 +52,9 @@ def test_without_unshare_ipc_host_shared_memory_is_seen(
     shm_id = subprocess.run(["ipcmk", "-M", "4096"], capture_output=True, text=True,
                             check=True).stdout.split()[-1]
     try:
-        plan = _plan(project, env, "ipcs -m")
+        plan = plan_for(project, env.vars, ["ipcs", "-m"])
         assert shm_id not in sandbox_sh("ipcs -m", cwd=project, env=env.vars).stdout.split()
-        done = _run_mutated(plan, _drop("--unshare-ipc"), tmp_path, dict(plan.env))
+        done = run_plan(plan, tmp_path, drop("--unshare-ipc"))
         assert shm_id in done.stdout.split(), done.stderr
     finally:
         subprocess.run(["ipcrm", "-m", shm_id], check=True)
@@ -113,8 +72,8 @@ def test_with_home_bound_instead_of_tmpfs_the_keys_are_read(
             return (Op(("--ro-bind", home, home)),)
         return (op,)
 
-    plan = _plan(project, env, script)
-    done = _run_mutated(plan, bind_home, tmp_path, dict(plan.env))
+    plan = plan_for(project, env.vars, ["sh", "-c", script])
+    done = run_plan(plan, tmp_path, bind_home)
     assert SECRET in done.stdout, done.stderr
 
 
@@ -123,6 +82,17 @@ def test_with_the_host_environment_the_planted_secret_is_seen(
 ) -> None:
     planted = env.with_(GITHUB_TOKEN=SECRET)
     assert SECRET not in sandbox_sh("env", cwd=project, env=planted).stdout
-    plan = _plan(project, env, "env")
-    done = _run_mutated(plan, lambda op: (op,), tmp_path, planted)
+    plan = plan_for(project, env.vars, ["env"])
+    done = run_plan(plan, tmp_path, environ=planted)
     assert SECRET in done.stdout, done.stderr
+
+
+def test_without_the_protections_a_git_hook_is_planted(project: Path, env: Env,
+                                                       tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    script = "echo evil > .git/hooks/pre-commit && echo PLANTED"
+    assert "PLANTED" not in sandbox_sh(script, cwd=project, env=env.vars).stdout
+    plan = plan_for(project, env.vars, ["sh", "-c", script])
+    done = run_plan(plan, tmp_path, lambda op: () if op.why.startswith("protected") else (op,))
+    assert "PLANTED" in done.stdout, done.stderr
+    assert (project / ".git" / "hooks" / "pre-commit").read_text() == "evil\n"

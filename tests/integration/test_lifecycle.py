@@ -89,14 +89,14 @@ def test_launcher_sigkill_kills_the_command_and_the_next_launch_reaps(
     token = f"5{os.getpid() % 1000:03d}93"
     with _launch(f"exec sleep {token}", project, env) as proc:
         assert _wait_for(lambda: bool(_pids_with(f"sleep\0{token}")))
-        stale = os.listdir(env.workdir_base)
+        stale = env.workdirs()
         assert len([n for n in stale if not n.endswith(".lock")]) == 1
         proc.kill()
         proc.wait()
     assert _wait_for(lambda: not _pids_with(f"sleep\0{token}")), "the command survived"
-    assert os.listdir(env.workdir_base) == stale  # nobody cleaned up yet
+    assert env.workdirs() == stale  # nobody cleaned up yet
     assert sandbox_sh("true", cwd=project, env=env.vars).returncode == 0
-    assert os.listdir(env.workdir_base) == []
+    assert env.workdirs() == []
 
 
 @pytest.fixture
@@ -145,4 +145,4 @@ os.symlink("{victim}", "link-at-the-bottom", dir_fd=fd)
     assert _tree(victim) == before_victim
     assert (victim / "precious").read_text() == SECRET
     assert _tree(project) == before_project
-    assert os.listdir(env.workdir_base) == []  # the whole work dir is gone
+    assert env.workdirs() == []  # the whole work dir is gone

@@ -11,20 +11,16 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pexpect
 import pytest
 
 from agent_sandbox._bwrap import find_bwrap
-from agent_sandbox._host import current_identity, probe_layout
-from agent_sandbox._plan import SECCOMP_FD, WORKDIR, Op, Plan, Section, build_plan
-from agent_sandbox._request import build_policy, gather_host_view
-from agent_sandbox._seccomp import Rule
-from agent_sandbox._seccomp_cache import seccomp_program
+from agent_sandbox._plan import WORKDIR, Placeholder, Section
 from tests.conftest import CLI, Env, run_cli, sandbox_sh
 from tests.integration.syscall_probe import CASES
+from tests.plans import drop, plan_for, run_plan
 
 pytestmark = pytest.mark.integration
 
@@ -68,35 +64,6 @@ def _probe_map(done: subprocess.CompletedProcess[str]) -> dict[str, int]:
     return result
 
 
-def _plan(project: Path, env: Env, command: list[str]) -> Plan:
-    cwd = os.getcwd()
-    os.chdir(project)
-    try:
-        identity = current_identity(env.vars)
-        policy = build_policy(command=command, project=None, net="none", ro=[], rw=[],
-                              hide=[], env=[], identity=identity)
-        return build_plan(policy, gather_host_view(identity, probe_layout(), env.vars))
-    finally:
-        os.chdir(cwd)
-
-
-def _run_plan(plan: Plan, tmp: Path, keep: Callable[[Op], bool] = lambda op: True,
-              rules: tuple[Rule, ...] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``plan`` with bwrap directly, minus the operations ``keep`` rejects and with
-    ``rules`` instead of the plan's own seccomp rules."""
-    sections = tuple(Section(s.title, tuple(op for op in s.ops if keep(op)))
-                     for s in plan.sections)
-    plan = plan._replace(sections=sections, seccomp=plan.seccomp if rules is None else rules,
-                         starter=())  # no launcher, no start pipe
-    workdir = tmp / "w"
-    workdir.mkdir(exist_ok=True)
-    with seccomp_program(plan.seccomp) as fd:
-        argv = plan.bwrap_args({WORKDIR: str(workdir), SECCOMP_FD: str(fd)})
-        return subprocess.run([find_bwrap(os.environ), *argv], env=dict(plan.env),
-                              pass_fds=(fd,), capture_output=True, text=True, timeout=60,
-                              check=False)
-
-
 def test_the_whole_syscall_map(project: Path, env: Env) -> None:
     done = run_cli(["--", "python3", "-c", PROBE, _numbers()], cwd=project, env=env.vars)
     got = _probe_map(done)
@@ -109,8 +76,8 @@ def test_the_whole_syscall_map(project: Path, env: Env) -> None:
 def test_without_the_filter_the_probe_sees_the_difference(
     project: Path, env: Env, tmp_path: Path
 ) -> None:
-    plan = _plan(project, env, ["python3", "-c", PROBE, _numbers()])
-    without = _probe_map(_run_plan(plan, tmp_path, keep=lambda op: op.words[0] != "--seccomp"))
+    plan = plan_for(project, env.vars, ["python3", "-c", PROBE, _numbers()])
+    without = _probe_map(run_plan(plan, tmp_path, drop("--seccomp")))
     same = {case for case, value in without.items()
             if not case.startswith("ok_") and value == EXPECTED[case]}
     assert same == CAPABILITY_GATED & set(without)
@@ -123,12 +90,12 @@ def test_without_the_filter_the_probe_sees_the_difference(
 def test_removing_one_rule_makes_its_probe_case_fail(
     project: Path, env: Env, tmp_path: Path, case: str, syscall: str
 ) -> None:
-    plan = _plan(project, env, ["python3", "-c", PROBE, _numbers()])
-    full = _probe_map(_run_plan(plan, tmp_path))
+    plan = plan_for(project, env.vars, ["python3", "-c", PROBE, _numbers()])
+    full = _probe_map(run_plan(plan, tmp_path))
     assert full[case] == EXPECTED[case]
     weaker = tuple(r for r in plan.seccomp if r.syscall != syscall)
     assert weaker != plan.seccomp
-    got = _probe_map(_run_plan(plan, tmp_path, rules=weaker))
+    got = _probe_map(run_plan(plan, tmp_path, rules=weaker))
     assert got[case] != EXPECTED[case]
 
 
@@ -185,8 +152,8 @@ victim.kill()
     assert done.stdout.split("\n")[:2] == ["ptrace Operation not permitted",
                                            "process_vm_readv Operation not permitted"]
     # The control: without the filter, the same user may trace its own child.
-    plan = _plan(project, env, ["python3", "-c", script])
-    without = _run_plan(plan, tmp_path, keep=lambda op: op.words[0] != "--seccomp")
+    plan = plan_for(project, env.vars, ["python3", "-c", script])
+    without = run_plan(plan, tmp_path, drop("--seccomp"))
     assert without.stdout.splitlines()[0] == "ptrace ok", without.stderr
 
 
@@ -244,12 +211,16 @@ def test_tiocsti_cannot_inject_into_the_outer_shell(project: Path, env: Env,
 def test_without_the_filter_tiocsti_does_inject(project: Path, env: Env,
                                                 tmp_path: Path) -> None:
     # The control for the test above: the same attack, the plan minus --seccomp.
-    plan = _plan(project, env, ["python3", "-c", _tiocsti_attack("plain")])._replace(starter=())
+    plan = plan_for(project, env.vars, ["python3", "-c", _tiocsti_attack("plain")])
     workdir = tmp_path / "w"
     workdir.mkdir()
-    argv = [a for a in plan.bwrap_args({WORKDIR: str(workdir), SECCOMP_FD: "-"})]
-    i = argv.index("--seccomp")
-    del argv[i : i + 2]
+    # Without the launcher: no start pipe, and no operation needing a value only the
+    # launcher has (the seccomp fd; the placeholders of protected files, irrelevant here).
+    plan = plan._replace(starter=(), sections=tuple(
+        Section(s.title, tuple(op for op in s.ops if not any(
+            isinstance(w, Placeholder) and w is not WORKDIR for w in op.words)))
+        for s in plan.sections))
+    argv = plan.bwrap_args({WORKDIR: str(workdir)})
     script = tmp_path / "raw.sh"
     script.write_text(f"exec {find_bwrap(os.environ)} " + " ".join(_sh_quote(a) for a in argv))
     shell = _outer_shell(project, env)

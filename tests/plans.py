@@ -1,0 +1,81 @@
+"""Building the launcher's real plan and running it with bwrap directly, optionally with a
+defence taken out: how the tests show that a confinement test can fail."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from agent_sandbox._bwrap import find_bwrap
+from agent_sandbox._host import current_identity, probe_layout
+from agent_sandbox._janitor import remove_placeholders
+from agent_sandbox._plan import (
+    EMPTY_DIR,
+    EMPTY_FILE,
+    EMPTY_JSON,
+    GIT_EXCLUDES_FD,
+    SECCOMP_FD,
+    WORKDIR,
+    Op,
+    Plan,
+    Section,
+    build_plan,
+    git_excludes,
+)
+from agent_sandbox._request import build_policy, gather_host_view
+from agent_sandbox._seccomp import Rule
+from agent_sandbox._seccomp_cache import seccomp_program
+from agent_sandbox._workdir import placeholder_sources
+
+Mutation = Callable[[Op], Sequence[Op]]
+
+
+def plan_for(project: Path, environ: Mapping[str, str], command: Sequence[str]) -> Plan:
+    """The plan the CLI would build for ``command`` run in ``project``."""
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        identity = current_identity(dict(environ))
+        policy = build_policy(command=command, project=None, net="none", ro=[], rw=[],
+                              hide=[], env=[], identity=identity)
+        view = gather_host_view(identity, probe_layout(), environ, policy.project)
+        return build_plan(policy, view)
+    finally:
+        os.chdir(cwd)
+
+
+def run_plan(plan: Plan, tmp: Path, mutate: Mutation = lambda op: (op,),
+             rules: tuple[Rule, ...] | None = None,
+             environ: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``plan`` with bwrap, each operation passed through ``mutate`` and with ``rules``
+    instead of the plan's own seccomp rules (no launcher: no start pipe, no network)."""
+    sections = tuple(Section(s.title, tuple(new for op in s.ops for new in mutate(op)))
+                     for s in plan.sections)
+    plan = plan._replace(sections=sections, starter=(),
+                         seccomp=plan.seccomp if rules is None else rules)
+    workdir = tmp / "plan-workdir"
+    workdir.mkdir(exist_ok=True)
+    sources = placeholder_sources()
+    excludes = os.memfd_create("excludes")
+    os.write(excludes, git_excludes(plan.protections).encode())
+    os.lseek(excludes, 0, os.SEEK_SET)
+    try:
+        with seccomp_program(plan.seccomp) as fd:
+            argv = plan.bwrap_args({WORKDIR: str(workdir), SECCOMP_FD: str(fd),
+                                    EMPTY_DIR: sources["dir"], EMPTY_FILE: sources["file"],
+                                    EMPTY_JSON: sources["json"],
+                                    GIT_EXCLUDES_FD: str(excludes)})
+            return subprocess.run([find_bwrap(os.environ), *argv],
+                                  env=dict(plan.env if environ is None else environ),
+                                  pass_fds=(fd, excludes), capture_output=True, text=True,
+                                  timeout=60, check=False)
+    finally:
+        os.close(excludes)
+        remove_placeholders(plan.placeholders)
+
+
+def drop(flag: str) -> Mutation:
+    """A mutation that removes every operation starting with ``flag``."""
+    return lambda op: () if op.words[0] == flag else (op,)

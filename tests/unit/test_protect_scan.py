@@ -1,0 +1,78 @@
+"""Finding what to protect: the project, nested repositories, worktrees, core.hooksPath."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from agent_sandbox._protect import created_parents, scan
+
+
+def _modes(project: Path) -> dict[str, tuple[str, str]]:
+    return {os.path.relpath(p.path, project): (p.mode, p.kind) for p in scan(str(project))}
+
+
+def test_a_plain_directory(tmp_path: Path) -> None:
+    (tmp_path / ".envrc").write_text("use flake\n")
+    (tmp_path / ".vscode").mkdir()
+    modes = _modes(tmp_path)
+    assert modes[".envrc"] == ("ro", "file")
+    assert modes[".vscode"] == ("ro", "dir")
+    assert modes["flake.nix"] == ("placeholder", "file")
+    assert modes[".mcp.json"] == ("placeholder", "json")
+    assert ".claude/commands" not in modes  # protected only once it exists
+    assert ".git" not in modes
+
+
+def test_repositories_nested_worktrees_and_hooks_path(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    subprocess.run(["git", "-C", str(project), "config", "core.hooksPath", "ci/hooks"],
+                   check=True)
+    nested = project / "third_party" / "lib"
+    subprocess.run(["git", "init", "-q", str(nested)], check=True)
+    (project / "node_modules" / "x").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(project / "node_modules" / "x")], check=True)
+    modes = _modes(project)
+    assert modes[".git"] == ("rw", "dir")
+    assert modes[".git/config"][0] == "ro" and modes[".git/hooks"][0] == "ro"
+    assert modes["ci/hooks"] == ("placeholder", "dir")
+    assert modes["third_party/lib/.git"][0] == "rw"
+    assert modes["third_party/lib/.git/hooks"][0] == "ro"
+    assert modes["third_party/lib/.envrc"][0] == "placeholder"
+    assert "third_party/lib/shell.nix" not in modes
+    assert not any(k.startswith("node_modules") for k in modes)  # caches are not searched
+
+
+def test_a_worktree_protects_its_real_repository(tmp_path: Path) -> None:
+    main = tmp_path / "main"
+    subprocess.run(["git", "init", "-q", str(main)], check=True)
+    subprocess.run(["git", "-C", str(main), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    wt = tmp_path / "wt"
+    subprocess.run(["git", "-C", str(main), "worktree", "add", "-q", str(wt)], check=True)
+    protections = {p.path: p.mode for p in scan(str(wt))}
+    assert protections[str(wt / ".git")] == "ro"  # the .git file cannot be redirected
+    assert protections[str(main / ".git")] == "rw"  # the common dir, bound to work
+    assert protections[str(main / ".git" / "hooks")] == "ro"
+    assert protections[str(main / ".git" / "config")] == "ro"
+
+
+def test_symlinked_protected_names_are_reported_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    project = tmp_path / "p"
+    project.mkdir()
+    os.symlink(outside / "envrc", project / ".envrc")
+    os.symlink(outside, project / ".claude")
+    modes = _modes(project)
+    assert modes[".envrc"][0] == "symlink"
+    assert not any(k.startswith(".claude/") for k in modes)
+
+
+def test_created_parents(tmp_path: Path) -> None:
+    assert created_parents(str(tmp_path / ".claude" / "commands"), str(tmp_path)) == [
+        str(tmp_path / ".claude")]
+    (tmp_path / ".claude").mkdir()
+    assert created_parents(str(tmp_path / ".claude" / "commands"), str(tmp_path)) == []
