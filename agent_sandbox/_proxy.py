@@ -405,7 +405,12 @@ def serving(net: Network, listeners: Listeners, publish: Sequence[int],
         loop.run_forever()
         for server in servers:
             server.close()
-        loop.run_until_complete(asyncio.sleep(0))
+        # Connections still open end here: their handlers close both sides.
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0.01))  # let the transports finish closing
         loop.close()
 
     thread = threading.Thread(target=run, name="agent-sandbox-network", daemon=True)
