@@ -222,6 +222,9 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
             if plan.net is not None:
                 os.close(int(values[BLOCK_FD]))
         stack.enter_context(placeholders_removed(plan.placeholders, pid))
+        if plan.net is not None:
+            # asyncio takes ~30 ms to import: do it while bwrap sets the sandbox up.
+            from agent_sandbox._network import network
         init_pid = _read_child_pid(status_read)
         if init_pid is None:
             _, wait_status = os.waitpid(pid, 0)
@@ -229,8 +232,6 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
         net = None
         if plan.net is not None:
             try:
-                from agent_sandbox._network import network
-
                 net = stack.enter_context(network(plan.net, init_pid, f"{os.getpid()}-{tmp[-12:]}"))
             except BaseException:
                 with contextlib.suppress(ProcessLookupError):

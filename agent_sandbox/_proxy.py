@@ -352,11 +352,31 @@ async def _serve_published(net: Network, make_socket: Callable[[], socket.socket
     await _pipe_both(reader, writer, up_r, up_w, b"")
 
 
+class _LazyDns(asyncio.DatagramProtocol):
+    """Loads the DNS responder (dnslib, ~7 ms of import) with the first query, not at
+    every launch."""
+
+    def __init__(self, lookup: Callable[[str], str | None]) -> None:
+        self._lookup = lookup
+        self._transport: asyncio.BaseTransport | None = None
+        self._real: asyncio.DatagramProtocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if self._real is None and self._transport is not None:
+            from agent_sandbox._dns import DnsResponder
+
+            self._real = DnsResponder(self._lookup)
+            self._real.connection_made(self._transport)
+        if self._real is not None:
+            self._real.datagram_received(data, addr)
+
+
 async def _start(net: Network, listeners: Listeners, publish: Sequence[int],
                  make_socket: Callable[[], socket.socket]) -> list[Any]:
     """Every server, started; a port that cannot be served raises before the command runs."""
-    from agent_sandbox._dns import DnsResponder
-
     loop = asyncio.get_running_loop()
     handlers: list[tuple[socket.socket, str, Any]] = []
     if listeners.proxy is not None:
@@ -378,7 +398,7 @@ async def _start(net: Network, listeners: Listeners, publish: Sequence[int],
             host="127.0.0.1", port=port, limit=BUFFER))
     if listeners.dns is not None:
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: DnsResponder(net.dns_lookup), sock=listeners.dns)
+            lambda: _LazyDns(net.dns_lookup), sock=listeners.dns)
         servers.append(transport)
     return servers
 

@@ -90,6 +90,23 @@ def test_allowed_name_through_both_client_paths(project: Path, env: Env,
     assert {("transparent", "allow"), ("proxy", "allow")} <= paths
 
 
+def test_wildcard_names_resolve_through_the_sandboxs_dns(project: Path, env: Env,
+                                                         upstream: Upstream) -> None:
+    # other.example.test is only in a wildcard entry: no /etc/hosts line, so the DNS
+    # responder inside answers it with a fresh 127.2.x.y served transparently.
+    done = run_cli(["--allow", f"*.example.test:{upstream.port}", "--resolve",
+                    "other.example.test=127.0.0.1", "--", "sh", "-c",
+                    "getent hosts other.example.test; grep -c example /etc/hosts; "
+                    f"curl -sS --noproxy '*' --cacert ca.pem "
+                    f"https://other.example.test:{upstream.port}/wild"],
+                   cwd=project, env=env.vars)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["127.2.0.1", "other.example.test"]
+    assert lines[1] == "0"
+    assert lines[2] == f"hello from other.example.test:{upstream.port} /wild"
+
+
 def test_denied_names_get_403_naming_the_flag_and_are_never_looked_up(
     project: Path, env: Env, upstream: Upstream
 ) -> None:
