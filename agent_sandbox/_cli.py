@@ -19,7 +19,8 @@ EPILOG = """\
 exit status:
   the command's own; 128+N when it died of signal N
   2    usage or configuration error (nothing was started)
-  125  the sandbox itself could not start (see the message; try --check)
+  124  --timeout stopped the command
+  125  the sandbox itself could not start, or a limit cannot be enforced (see --check)
   126  COMMAND exists inside the sandbox but is not executable
   127  COMMAND was not found inside the sandbox
 
@@ -74,6 +75,22 @@ def _parser() -> _Parser:
                    help="hide PATH: it stays in place but cannot be read (repeatable)")
     p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                    help="pass one variable in: its host value, or VALUE (repeatable)")
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--memory", metavar="SIZE", help="memory cap, e.g. 4G (cgroup v2 via "
+                        "systemd-run --user; refused where unavailable)")
+    limits.add_argument("--pids", metavar="N", help="cap on processes and threads (cgroup v2)")
+    limits.add_argument("--cpus", metavar="N", help="CPU quota in CPUs, e.g. 1.5 (cgroup v2)")
+    limits.add_argument("--timeout", metavar="DURATION",
+                        help="stop the command after DURATION (90, 30m, 2h): exit status 124")
+    limits.add_argument("--home-size", metavar="SIZE", help="size cap of the tmpfs $HOME "
+                        "(default 512M)")
+    limits.add_argument("--nofile", metavar="N", help="open files cap (default 65536)")
+    limits.add_argument("--fsize", metavar="SIZE", help="largest file the command may write "
+                        "(default 16G); core dumps are always off")
+    limits.add_argument("--best-effort", action="store_true",
+                        help="run even if a cgroup limit cannot be enforced (warns)")
+    p.add_argument("--gpu", action="store_true",
+                   help="give the command the GPU devices (/dev/dri, /dev/nvidia*)")
     p.add_argument("--allow-nested-userns", action="store_true",
                    help="let the command create user namespaces (an agent's own inner "
                    "sandbox); weaker: a nested namespace can undo read-only binds")
@@ -115,7 +132,11 @@ def _run(argv: Sequence[str] | None) -> int:
                           rw=args.rw, hide=args.hide, env=args.env, identity=identity,
                           allow_nested_userns=args.allow_nested_userns, allow=args.allow,
                           allow_private=args.allow_private, resolve=args.resolve,
-                          forward_host=args.forward_host, publish=args.publish)
+                          forward_host=args.forward_host, publish=args.publish,
+                          limits={n: getattr(args, n) for n in
+                                  ("memory", "pids", "cpus", "timeout", "nofile", "fsize")},
+                          best_effort=args.best_effort, gpu=args.gpu,
+                          home_size=args.home_size)
     view = gather_host_view(identity, probe_layout(), os.environ, policy.project)
     plan = build_plan(policy, view)
 

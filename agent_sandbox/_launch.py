@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxUnavailable
 from agent_sandbox._janitor import placeholders_removed
+from agent_sandbox._limits import EXIT_TIMEOUT, apply_rlimits
 from agent_sandbox._netplan import hosts_file, resolv_conf
 from agent_sandbox._plan import (
     BLOCK_FD,
@@ -73,7 +74,7 @@ def _blocked_signals(ignore_terminal: bool) -> Iterator[None]:
 
 
 def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int, ...],
-           keep_ignored: bool) -> int:
+           keep_ignored: bool, prefix: tuple[str, ...] = ()) -> int:
     """posix_spawn bwrap with a clean signal state and only stdio plus ``keep_fds`` open.
 
     With ``keep_ignored``, SIGINT and SIGQUIT stay ignored in bwrap (the plan's command
@@ -88,9 +89,11 @@ def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int
             actions.append((os.POSIX_SPAWN_CLOSE, fd))
     for fd in keep_fds:
         os.set_inheritable(fd, True)
+    # A prefix (systemd-run for a limited cgroup scope) execs bwrap in turn, same pid.
+    argv = [*prefix, bwrap, *args]
     return os.posix_spawn(
-        bwrap,
-        [bwrap, *args],
+        argv[0],
+        argv,
         env,
         file_actions=actions,
         setsigmask=(),
@@ -125,31 +128,49 @@ def _exit_status(wait_status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def _supervise(bwrap_pid: int, init_pid: int) -> int:
-    deadline: float | None = None
+def _signal_command(init_pid: int, signo: int) -> None:
+    for pid in _command_pids(init_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signo)
+
+
+def _supervise(bwrap_pid: int, init_pid: int, timeout: float | None) -> tuple[int, bool]:
+    """Wait for bwrap, passing signals on; returns its status and whether ``timeout`` hit.
+
+    SIGTERM/SIGHUP (or the timeout) go to the command; if it is still there after the grace
+    period, SIGKILL to the sandbox's pid 1 takes the whole pid namespace.
+    """
+    timeout_at = time.monotonic() + timeout if timeout else None
+    kill_at: float | None = None
+    timed_out = False
     while True:
         done, wait_status = os.waitpid(bwrap_pid, os.WNOHANG)
         if done:
-            return _exit_status(wait_status)
-        if deadline is None:
+            return _exit_status(wait_status), timed_out
+        wake = min((t for t in (timeout_at, kill_at) if t is not None), default=None)
+        if wake is None:
             info: signal.struct_siginfo | None = signal.sigwaitinfo(_WAITED)
         else:
-            info = signal.sigtimedwait(_WAITED, max(0.0, deadline - time.monotonic()))
+            info = signal.sigtimedwait(_WAITED, max(0.0, wake - time.monotonic()))
+        now = time.monotonic()
         if info is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(init_pid, signal.SIGKILL)  # takes the whole pid namespace
-            deadline = None
+            if kill_at is not None and now >= kill_at:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(init_pid, signal.SIGKILL)
+                kill_at = None
+            elif timeout_at is not None and now >= timeout_at:
+                timed_out, timeout_at = True, None
+                _signal_command(init_pid, signal.SIGTERM)
+                kill_at = now + GRACE_SECONDS
             continue
         signo = info.si_signo
         if signo == signal.SIGCHLD:
             continue
         if signo in (signal.SIGINT, signal.SIGQUIT) and info.si_code == _SI_KERNEL:
             continue  # typed at the terminal: the command's process group got it already
-        for pid in _command_pids(init_pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signo)
-        if signo in _ENDING and deadline is None:
-            deadline = time.monotonic() + GRACE_SECONDS
+        _signal_command(init_pid, signo)
+        if signo in _ENDING and kill_at is None:
+            kill_at = now + GRACE_SECONDS
 
 
 def _started(started_fd: int) -> bool:
@@ -211,9 +232,10 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
                 values[RESOLV_FD] = str(_memory_file(stack, resolv_conf()))
                 passed += [int(values[HOSTS_FD]), int(values[RESOLV_FD])]
         args = ["--json-status-fd", str(status_write), *plan.bwrap_args(values)]
+        apply_rlimits(plan.policy.limits)
         try:
             pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
-                         keep_ignored=plan.shield_terminal_signals)
+                         keep_ignored=plan.shield_terminal_signals, prefix=plan.bwrap_prefix)
         except OSError as e:
             raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None
         finally:
@@ -239,7 +261,11 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
                 os.waitpid(pid, 0)
                 raise
             os.write(block_write, b"x")
-        status = _supervise(pid, init_pid)
+        status, timed_out = _supervise(pid, init_pid, plan.policy.limits.timeout)
+        if timed_out:
+            print(f"agent-sandbox: stopped: --timeout {plan.policy.limits.timeout:g}s reached",
+                  file=sys.stderr)
+            status = EXIT_TIMEOUT
         summary = net.summary() if net is not None else None
         if summary and not quiet:
             print(f"agent-sandbox: {summary}", file=sys.stderr)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from agent_sandbox._env import build_env, sanitise_path
 from agent_sandbox._errors import UsageError
 from agent_sandbox._host import HostLayout, Identity
+from agent_sandbox._limits import systemd_scope_argv
 from agent_sandbox._netplan import PROXY_VARIABLES, NetPlan, proxy_environment
 from agent_sandbox._policy import MountMode, NetMode, Policy
 from agent_sandbox._protect import PROTECTED, Protection, created_parents
@@ -81,6 +82,8 @@ class HostView(NamedTuple):
     start_shell: str = ""
     # Host-executed files in the project to make read-only (see _protect).
     protections: tuple[Protection, ...] = ()
+    # /dev/dri, /dev/nvidia* as they exist on this host (used with --gpu).
+    gpu_devices: tuple[str, ...] = ()
 
 
 class Plan(NamedTuple):
@@ -98,6 +101,8 @@ class Plan(NamedTuple):
     shield: tuple[str, ...] = ()
     # The network the launcher serves (filtered mode, forwards, published ports), if any.
     net: NetPlan | None = None
+    # Run before bwrap: systemd-run making a limited cgroup scope, or nothing.
+    bwrap_prefix: tuple[str, ...] = ()
     # Directories bwrap creates in the project for protected placeholders (deepest first),
     # removed after the sandbox, even if the launcher is killed.
     placeholders: tuple[str, ...] = ()
@@ -334,6 +339,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         Section("process", (Op(("--chdir", policy.cwd), "same directory as outside"),)),
         _seccomp_section(rules),
         *((_network_section(net, layout),) if net is not None else ()),
+        *((_gpu_section(view.gpu_devices),) if policy.gpu else ()),
     )
     shield: tuple[str, ...] = ()
     if view.signal_reset_env and visible_inside(policy, layout, view.signal_reset_env):
@@ -351,6 +357,8 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         net=net,
         placeholders=placeholders(policy.project, view.protections),
         protections=view.protections,
+        bwrap_prefix=systemd_scope_argv(policy.systemd_run, policy.limits)
+        if policy.systemd_run else (),
         seccomp=rules,
     )
 
@@ -376,6 +384,13 @@ def _network_section(net: NetPlan, layout: HostLayout) -> Section:
              if net.filtered else "network: loopback only")
     extras = [f.origin for f in net.forwards] + [f"--publish {p}" for p in net.publish]
     return Section(title + ("; " + ", ".join(extras) if extras else ""), tuple(ops))
+
+
+def _gpu_section(devices: tuple[str, ...]) -> Section:
+    """Device nodes need a device bind (a plain bind is nodev); permissions still apply."""
+    ops = [Op(("--dev-bind", d, d), "--gpu") for d in devices]
+    return Section("GPU (--gpu)" + ("" if devices else ": no GPU device on this host"),
+                   tuple(ops))
 
 
 def _seccomp_section(rules: tuple[Rule, ...]) -> Section:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, NamedTuple
 
+from agent_sandbox._limits import Limits
+
 if TYPE_CHECKING:
     from agent_sandbox._netpolicy import AllowEntry, Forward
 
@@ -76,3 +78,7 @@ class Policy(NamedTuple):
     pins: tuple[tuple[str, str], ...] = ()
     forwards: tuple[Forward, ...] = ()
     publish: tuple[int, ...] = ()
+    limits: Limits = Limits()
+    # systemd-run's path when memory/pids/CPU limits are asked for and enforceable here.
+    systemd_run: str = ""
+    gpu: bool = False

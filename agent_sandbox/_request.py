@@ -5,14 +5,35 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent_sandbox._env import check_request
-from agent_sandbox._errors import CommandNotExecutable, CommandNotFound, UsageError
+from agent_sandbox._errors import (
+    CommandNotExecutable,
+    CommandNotFound,
+    SandboxUnavailable,
+    UsageError,
+)
 from agent_sandbox._host import HostLayout, Identity
+from agent_sandbox._limits import (
+    Limits,
+    find_systemd_run,
+    parse_duration,
+    parse_positive,
+    parse_size,
+)
 from agent_sandbox._plan import HostView, Plan, is_under, visible_inside
-from agent_sandbox._policy import EnvRequest, Mount, MountMode, NetMode, Policy, is_env_name
+from agent_sandbox._policy import (
+    DEFAULT_HOME_SIZE,
+    EnvRequest,
+    Mount,
+    MountMode,
+    NetMode,
+    Policy,
+    is_env_name,
+)
 from agent_sandbox._protect import scan
 
 # Never a project: they would expose the system, every home, or the shared temp dirs.
@@ -112,6 +133,11 @@ def build_policy(
     resolve: Sequence[str] = (),
     forward_host: Sequence[str] = (),
     publish: Sequence[str] = (),
+    limits: Mapping[str, str | None] | None = None,
+    best_effort: bool = False,
+    gpu: bool = False,
+    home_size: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Policy:
     if not command or not command[0]:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
@@ -138,7 +164,42 @@ def build_policy(
         env=tuple(_env_request(e) for e in env),
         allow_nested_userns=allow_nested_userns,
         **network,
+        **_limits(limits or {}, best_effort, os.environ if environ is None else environ),
+        gpu=gpu,
+        home_size=parse_size(home_size, "--home-size") if home_size else DEFAULT_HOME_SIZE,
     )
+
+
+def _limits(raw: Mapping[str, str | None], best_effort: bool,
+            environ: Mapping[str, str]) -> dict[str, Any]:
+    """Parse the limit flags; find how to enforce memory/pids/CPU or refuse (fail closed)."""
+    values: dict[str, Any] = {"best_effort": best_effort}
+    parsers: dict[str, Callable[[str], float]] = {
+        "memory": lambda v: parse_size(v, "--memory"),
+        "pids": lambda v: int(parse_positive(v, "--pids", int)),
+        "cpus": lambda v: parse_positive(v, "--cpus", float),
+        "timeout": lambda v: parse_duration(v, "--timeout"),
+        "nofile": lambda v: int(parse_positive(v, "--nofile", int)),
+        "fsize": lambda v: parse_size(v, "--fsize"),
+    }
+    for name, text in raw.items():
+        if text is not None:
+            values[name] = parsers[name](text)
+    limits = Limits(**values)
+    if not limits.cgroup:
+        return {"limits": limits}
+    systemd_run, why_not = find_systemd_run(environ)
+    if why_not is None:
+        return {"limits": limits, "systemd_run": systemd_run}
+    asked = ", ".join(f"--{n}" for n in ("memory", "pids", "cpus") if values.get(n))
+    if not best_effort:
+        raise SandboxUnavailable(
+            f"{asked} cannot be enforced here: {why_not}",
+            fix="run where systemd --user manages a cgroup v2 tree, drop the limit, or add "
+                "--best-effort to run without it (with a warning)")
+    print(f"agent-sandbox: warning: --best-effort: {asked} NOT enforced: {why_not}",
+          file=sys.stderr)
+    return {"limits": limits._replace(memory=None, pids=None, cpus=None)}
 
 
 def _net_mode(net: str | None, has_allow_list: bool) -> NetMode:
@@ -203,7 +264,18 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
                     signal_reset_env=_signal_reset_env(layout),
                     start_shell="/bin/sh" if layout.is_visible("/bin/sh")
                     and os.access("/bin/sh", os.X_OK) else "",
-                    protections=scan(project))
+                    protections=scan(project), gpu_devices=_gpu_devices())
+
+
+def _gpu_devices() -> tuple[str, ...]:
+    try:
+        names = sorted(n for n in os.listdir("/dev") if n.startswith("nvidia"))
+    except OSError:
+        names = []
+    found = [f"/dev/{n}" for n in names]
+    if os.path.isdir("/dev/dri"):
+        found.append("/dev/dri")
+    return tuple(found)
 
 
 def _signal_reset_env(layout: HostLayout) -> str:

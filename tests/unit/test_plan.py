@@ -170,3 +170,22 @@ def test_terminal_signal_shield_wraps_the_command() -> None:
     assert not build_plan(_policy(), _view()).shield_terminal_signals
     hidden = _view()._replace(signal_reset_env="/home/alice/bin/env")
     assert not build_plan(_policy(), hidden).shield_terminal_signals
+
+
+def test_gpu_binds_the_host_devices_as_devices() -> None:
+    view = _view()._replace(gpu_devices=("/dev/nvidia0", "/dev/nvidiactl", "/dev/dri"))
+    argv = build_plan(_policy(gpu=True), view).bwrap_args(VALUES)
+    for device in ("/dev/nvidia0", "/dev/nvidiactl", "/dev/dri"):
+        i = argv.index(device)
+        assert argv[i - 1] == "--dev-bind" and argv[i + 1] == device
+    assert "/dev/dri" not in build_plan(_policy(), view).bwrap_args(VALUES)
+
+
+def test_cgroup_limits_run_bwrap_in_a_systemd_scope() -> None:
+    from agent_sandbox._limits import Limits
+
+    policy = _policy(limits=Limits(memory=1024**3), systemd_run="/usr/bin/systemd-run")
+    plan = build_plan(policy, _view())
+    assert plan.bwrap_prefix[:3] == ("/usr/bin/systemd-run", "--user", "--scope")
+    assert "MemoryMax=1073741824" in plan.bwrap_prefix
+    assert build_plan(_policy(), _view()).bwrap_prefix == ()
