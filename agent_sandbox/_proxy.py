@@ -427,10 +427,11 @@ def serving(net: Network, listeners: Listeners, publish: Sequence[int],
             server.close()
         # Connections still open end here: their handlers close both sides.
         tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(asyncio.sleep(0.01))  # let the transports finish closing
+        if tasks:
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0))  # one turn: closing transports finish
         loop.close()
 
     thread = threading.Thread(target=run, name="agent-sandbox-network", daemon=True)
