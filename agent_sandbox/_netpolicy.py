@@ -294,11 +294,7 @@ def parse_allow(raw: str, *, private: bool = False, origin: str = "--allow") -> 
         raise UsageError(f"{where}: too broad; allow host names or *.DOMAIN")
     if "*" in body:
         raise UsageError(f"{where}: a wildcard may only be a leading '*.' (e.g. *.example.com)")
-    if is_loopback_name(_loose(body)):
-        raise UsageError(
-            f"{where}: loopback names are not allowed; "
-            "use --forward-host PORT to reach a service on this machine"
-        )
+    _refuse_loopback_name(body, where, "are not allowed")
     name = normalise_name(body)
     if name is None:
         idn = "" if body.isascii() else "; non-ASCII names must be given in punycode (xn--...)"
@@ -313,6 +309,12 @@ def parse_allow(raw: str, *, private: bool = False, origin: str = "--allow") -> 
     return AllowEntry(pattern=name, ports=ports, allow_private=private, origin=f"{origin} {raw}")
 
 
+def _refuse_loopback_name(text: str, where: str, what: str) -> None:
+    if is_loopback_name(_loose(text)):
+        raise UsageError(f"{where}: loopback names {what}; "
+                         "use --forward-host PORT to reach a service on this machine")
+
+
 def parse_resolve(raw: str) -> tuple[str, str]:
     """``NAME=ADDR`` -> (normalised name, canonical address). ADDR: IPv4 or IPv6, [] optional."""
     where = f"--resolve {_show(raw)}"
@@ -321,11 +323,7 @@ def parse_resolve(raw: str) -> tuple[str, str]:
         raise UsageError(f"{where}: expected NAME=ADDR (e.g. --resolve db.internal=10.0.0.5)")
     if is_ip_literal(name_text):
         raise UsageError(f"{where}: NAME must be a host name, not an address (NAME=ADDR)")
-    if is_loopback_name(_loose(name_text)):
-        raise UsageError(
-            f"{where}: loopback names cannot be resolved elsewhere; "
-            "use --forward-host PORT to reach a service on this machine"
-        )
+    _refuse_loopback_name(name_text, where, "cannot be resolved elsewhere")
     name = normalise_name(name_text)
     if name is None:
         raise UsageError(f"{where}: {name_text!r} is not a valid host name (expected NAME=ADDR)")

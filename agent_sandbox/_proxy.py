@@ -226,33 +226,28 @@ async def _serve_proxy(net: Network, reader: asyncio.StreamReader,
     if head is None:
         writer.write(_http_error("400 Bad Request", "agent-sandbox: not an HTTP request\n"))
         raise Denied("malformed proxy request")
-    if head.method == "CONNECT":
-        target = split_host_port(head.target, 443)
-        if target is None:
-            raise Denied(f"bad CONNECT target {head.target!r}")
-        host, port = target
-        try:
-            entry = _decide(net, host, port, "proxy")
-        except Denied as denied:
-            writer.write(_http_error("403 Forbidden", _why(denied)))
-            raise
-        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-        first = data[head.size:] + await _check_tunnel(reader, host, port)
-    else:
-        if not head.target.startswith("http://"):
-            writer.write(_http_error("400 Bad Request",
-                                     "agent-sandbox: only CONNECT and http:// URLs\n"))
-            raise Denied(f"unsupported proxy request {head.method} {head.target[:80]!r}")
+    connect = head.method == "CONNECT"
+    if connect:
+        target, rest = split_host_port(head.target, 443), ""
+    elif head.target.startswith("http://"):
         authority, _, rest = head.target[len("http://"):].partition("/")
         target = split_host_port(authority, 80)
-        if target is None:
-            raise Denied(f"bad URL {head.target[:80]!r}")
-        host, port = target
-        try:
-            entry = _decide(net, host, port, "proxy")
-        except Denied as denied:
-            writer.write(_http_error("403 Forbidden", _why(denied)))
-            raise
+    else:
+        writer.write(_http_error("400 Bad Request",
+                                 "agent-sandbox: only CONNECT and http:// URLs\n"))
+        raise Denied(f"unsupported proxy request {head.method} {head.target[:80]!r}")
+    if target is None:
+        raise Denied(f"bad proxy target {head.target[:80]!r}")
+    host, port = target
+    try:
+        entry = _decide(net, host, port, "proxy")
+    except Denied as denied:
+        writer.write(_http_error("403 Forbidden", _why(denied)))
+        raise
+    if connect:
+        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        first = data[head.size:] + await _check_tunnel(reader, host, port)
+    else:  # an absolute URL: forwarded in origin form, without the proxy's own headers
         headers = "".join(f"{k}: {v}\r\n" for k, v in head.headers
                           if not k.lower().startswith("proxy-"))
         first = (f"{head.method} /{rest} {head.version}\r\n{headers}\r\n").encode()
@@ -260,12 +255,12 @@ async def _serve_proxy(net: Network, reader: asyncio.StreamReader,
     try:
         up_r, up_w, _ = await _dial(net, entry, host, port, "proxy")
     except UpstreamFailed as failed:
-        if head.method != "CONNECT":
+        if not connect:
             writer.write(_http_error("502 Bad Gateway", f"agent-sandbox: {host}:{port} is "
                                      f"allowed, but unreachable: {failed.reason}\n"))
         raise
     except Denied as denied:
-        if head.method != "CONNECT":
+        if not connect:
             writer.write(_http_error("403 Forbidden", _why(denied)))
         raise
     await _pipe_both(reader, writer, up_r, up_w, first)
