@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from agent_sandbox import __version__
 from agent_sandbox._errors import EXIT_USAGE, SandboxError, UsageError
@@ -111,7 +111,36 @@ def _say(text: str) -> None:
     print(f"agent-sandbox: {text}", file=sys.stderr)
 
 
+FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
+             "hide", "env", "allow_nested_userns", "gpu", "best_effort", "memory", "pids",
+             "cpus", "timeout", "nofile", "fsize", "home_size")
+
+
+def _settings(args: argparse.Namespace, project: str) -> dict[str, Any]:
+    """Config files, AGENT_SANDBOX_* variables and the flags, merged (see _config)."""
+    from agent_sandbox._config import effective
+
+    return effective(project, os.environ, {k: getattr(args, k) for k in FLAG_KEYS})
+
+
+def _show_config(argv: Sequence[str]) -> int:
+    """``agent-sandbox config [OPTIONS]``: the effective settings and where each came from."""
+    from agent_sandbox._host import current_identity
+    from agent_sandbox._request import locate_project
+
+    args = _parser().parse_args(argv)
+    project = locate_project(args.project, current_identity())
+    print(f"# project: {project}")
+    for key, item in sorted(_settings(args, project).items()):
+        shown = ", ".join(item.value) if isinstance(item.value, tuple) else item.value
+        print(f"{key} = {shown}    # {item.source}")
+    return 0
+
+
 def _run(argv: Sequence[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["config"]:  # a command named "config" runs as: agent-sandbox -- config
+        return _show_config(argv[1:])
     args = _parser().parse_args(argv)
     if args.json and not args.check:
         raise UsageError("--json goes with --check")
@@ -123,20 +152,31 @@ def _run(argv: Sequence[str] | None) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
 
+    if not command or not command[0]:
+        raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
     from agent_sandbox._host import current_identity, probe_layout
     from agent_sandbox._plan import build_plan
-    from agent_sandbox._request import build_policy, check_command, gather_host_view
+    from agent_sandbox._request import (
+        build_policy,
+        check_command,
+        gather_host_view,
+        locate_project,
+    )
 
     identity = current_identity()
-    policy = build_policy(command=command, project=args.project, net=args.net, ro=args.ro,
-                          rw=args.rw, hide=args.hide, env=args.env, identity=identity,
-                          allow_nested_userns=args.allow_nested_userns, allow=args.allow,
-                          allow_private=args.allow_private, resolve=args.resolve,
-                          forward_host=args.forward_host, publish=args.publish,
-                          limits={n: getattr(args, n) for n in
+    project = locate_project(args.project, identity)
+    s = {k: v.value for k, v in _settings(args, project).items()}
+    policy = build_policy(command=command, project=project, net=s.get("net"),
+                          ro=s.get("ro", ()), rw=s.get("rw", ()), hide=s.get("hide", ()),
+                          env=s.get("env", ()), identity=identity,
+                          allow_nested_userns=s.get("allow_nested_userns", False),
+                          allow=s.get("allow", ()), allow_private=s.get("allow_private", ()),
+                          resolve=s.get("resolve", ()), forward_host=s.get("forward_host", ()),
+                          publish=s.get("publish", ()),
+                          limits={n: s.get(n) for n in
                                   ("memory", "pids", "cpus", "timeout", "nofile", "fsize")},
-                          best_effort=args.best_effort, gpu=args.gpu,
-                          home_size=args.home_size)
+                          best_effort=s.get("best_effort", False), gpu=s.get("gpu", False),
+                          home_size=s.get("home_size"))
     view = gather_host_view(identity, probe_layout(), os.environ, policy.project)
     plan = build_plan(policy, view)
 

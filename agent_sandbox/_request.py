@@ -117,6 +117,16 @@ def _env_request(raw: str) -> EnvRequest:
     return request
 
 
+def locate_project(project: str | None, identity: Identity) -> str:
+    """--project DIR, else the git top-level of the current directory, else the current
+    directory; checked (not $HOME, not a system or shared directory)."""
+    cwd = current_dir()
+    if project is None:
+        return check_project(default_project(cwd, identity.home), identity.home, "project")
+    return check_project(project if project.startswith("/") else os.path.join(cwd, project),
+                         identity.home, "--project")
+
+
 def build_policy(
     *,
     command: Sequence[str],
@@ -144,14 +154,7 @@ def build_policy(
     net_mode = _net_mode(net, bool(allow or allow_private))
     network = _network(net_mode, allow, allow_private, resolve, forward_host, publish)
     cwd = current_dir()
-    if project is None:
-        project_dir = check_project(default_project(cwd, identity.home), identity.home,
-                                    "project")
-    else:
-        project_dir = check_project(
-            project if project.startswith("/") else os.path.join(cwd, project),
-            identity.home, "--project",
-        )
+    project_dir = locate_project(project, identity)
     mounts = [_mount(MountMode.RO, p, cwd) for p in ro]
     mounts += [_mount(MountMode.RW, p, cwd) for p in rw]
     mounts += [_mount(MountMode.HIDE, p, cwd) for p in hide]

@@ -171,3 +171,26 @@ def test_dry_run_prints_the_plan_and_starts_nothing(project: Path, env: Env) -> 
     assert "bash -c 'echo '\"'\"'a b'\"'\"''" in out
     assert "SECRET_TOKEN=<from host>" in out and "tok-123" not in out
     _nothing_started(env)
+
+
+def test_config_shows_each_value_and_where_it_came_from(project: Path, env: Env) -> None:
+    user = env.home / ".config" / "agent-sandbox"
+    user.mkdir(parents=True)
+    (user / "config.toml").write_text('allow = ["api.anthropic.com"]\n')
+    (project / ".agent-sandbox.toml").write_text('hide = [".env"]\n')
+    (project / ".env").write_text("TOKEN=1\n")
+    done = run_cli(["config", "--allow", "pypi.org"], cwd=project,
+                   env=env.with_(AGENT_SANDBOX_TIMEOUT="1h"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"allow = api.anthropic.com, pypi.org    # {user}/config.toml:1 + --allow" in lines
+    assert f"hide = {project}/.env    # {project}/.agent-sandbox.toml:1" in lines
+    assert "timeout = 1h    # AGENT_SANDBOX_TIMEOUT" in lines
+
+
+def test_a_widening_project_file_stops_the_launch(project: Path, env: Env) -> None:
+    (project / ".agent-sandbox.toml").write_text('allow = ["evil.example.com"]\n')
+    done = run_cli(["--", "touch", "ran"], cwd=project, env=env.vars)
+    _assert_clean_error(done, 2, ".agent-sandbox.toml:1: allow: the project file may only "
+                        "tighten the policy")
+    assert not (project / "ran").exists()

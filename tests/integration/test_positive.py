@@ -121,3 +121,18 @@ def test_host_network_mode_still_isolates_everything_else(project: Path, env: En
                       cwd=project, env=env.vars, extra=["--net", "host"])
     assert done.returncode == 0, done.stderr
     assert "--net host shares the host network" in done.stderr
+
+
+def test_config_files_shape_the_sandbox(project: Path, env: Env) -> None:
+    user = env.home / ".config" / "agent-sandbox"
+    user.mkdir(parents=True)
+    (user / "config.toml").write_text('env = ["FROM_USER_CONFIG=yes"]\n')
+    (project / ".agent-sandbox.toml").write_text('hide = ["secrets.txt"]\n')
+    (project / "secrets.txt").write_text("hidden\n")
+    done = sandbox_sh('echo "$FROM_USER_CONFIG"; (cat secrets.txt) 2>/dev/null || echo hidden',
+                      cwd=project, env=env.vars)
+    assert done.stdout.split() == ["yes", "hidden"], done.stderr
+    # The project file itself is protected: the command cannot loosen it for next time.
+    assert "SUCCEEDED" not in sandbox_sh("(echo 'hide = []' > .agent-sandbox.toml) 2>/dev/null"
+                                         " && echo SUCCEEDED; true", cwd=project,
+                                         env=env.vars).stdout

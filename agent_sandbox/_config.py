@@ -1,0 +1,249 @@
+"""Configuration files and environment variables, layered under the command-line flags.
+
+Layers, each overriding the ones before (lists add up):
+
+    built-in  <  /etc/agent-sandbox/config.toml  <  ~/.config/agent-sandbox/config.toml
+              <  <project>/.agent-sandbox.toml  <  AGENT_SANDBOX_* variables  <  flags
+
+Keys are the long flags' names with ``_`` for ``-`` (``allow``, ``forward_host``,
+``memory``...), with the same values as the flags. The project file comes with the
+repository, so anyone who can commit to it writes it: it may only **tighten** the policy
+(``hide`` more, ``drop_allow`` hosts, lower limits, a stricter ``net``); any key that would
+widen it is an error naming the file, the line and the key. Errors never show a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from agent_sandbox._errors import UsageError
+
+SYSTEM_FILE = "/etc/agent-sandbox/config.toml"
+PROJECT_FILE = ".agent-sandbox.toml"
+ENV_PREFIX = "AGENT_SANDBOX_"
+
+LIST_KEYS = ("allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw", "hide",
+             "env")
+BOOL_KEYS = ("allow_nested_userns", "gpu", "best_effort")
+LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "fsize", "home_size")
+NET_ORDER = ("host", "filtered", "none")  # each stricter than the one before
+KEYS = ("net", *LIST_KEYS, *BOOL_KEYS, *LIMIT_KEYS)
+# What the project file may say: only what tightens.
+PROJECT_KEYS = ("net", "hide", "drop_allow", *LIMIT_KEYS)
+
+
+class Value(NamedTuple):
+    value: Any  # str, bool, or tuple[str, ...] for lists
+    source: str  # "built-in", "FILE:LINE", "AGENT_SANDBOX_NET", "--net"
+
+
+def user_file(environ: Mapping[str, str]) -> str:
+    base = environ.get("XDG_CONFIG_HOME", "")
+    if not base.startswith("/"):
+        base = os.path.join(environ.get("HOME", os.path.expanduser("~")), ".config")
+    return os.path.join(base, "agent-sandbox", "config.toml")
+
+
+def _line_of(text: str, key: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith(key) and stripped[len(key):].lstrip().startswith("="):
+            return number
+    return 1
+
+
+def _suggest(key: str, allowed: tuple[str, ...]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, allowed, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _as_text(value: Any, where: str, key: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise UsageError(f"{where}: {key} must be a string or a number, not "
+                         f"{type(value).__name__}")
+    return str(value)
+
+
+def _check_item(key: str, text: str, where: str) -> None:
+    """Validate one value with the flag's own parser, so the error names the file."""
+    from agent_sandbox import _limits, _netpolicy
+
+    checks: dict[str, Any] = {
+        "allow": _netpolicy.parse_allow, "allow_private": _netpolicy.parse_allow,
+        "drop_allow": _netpolicy.parse_allow, "resolve": _netpolicy.parse_resolve,
+        "forward_host": _netpolicy.parse_forward, "publish": _netpolicy.parse_publish,
+        "memory": lambda v: _limits.parse_size(v, key),
+        "fsize": lambda v: _limits.parse_size(v, key),
+        "home_size": lambda v: _limits.parse_size(v, key),
+        "timeout": lambda v: _limits.parse_duration(v, key),
+        "pids": lambda v: _limits.parse_positive(v, key, int),
+        "nofile": lambda v: _limits.parse_positive(v, key, int),
+        "cpus": lambda v: _limits.parse_positive(v, key, float),
+    }
+    if key in checks:
+        try:
+            checks[key](text)
+        except UsageError as e:
+            raise UsageError(f"{where}: {key}: {e.message}") from None
+
+
+def _path(text: str, where: str, base: str | None) -> str:
+    """Paths in files: absolute, ``~/...``, or (project file only) relative to the project."""
+    if text.startswith("~/") or text == "~":
+        return os.path.expanduser(text)
+    if text.startswith("/"):
+        return text
+    if base is None:
+        raise UsageError(f"{where}: {text!r}: use an absolute path or ~/... here")
+    return os.path.join(base, text)
+
+
+def _normalise(key: str, value: Any, where: str, base: str | None = None) -> Any:
+    """A file's value in the form the flags give it (lists of strings, strings, bools),
+    each item checked by the flag's own parser."""
+    if key in LIST_KEYS or key == "drop_allow":
+        if not isinstance(value, list):
+            raise UsageError(f"{where}: {key} must be a list of strings, "
+                             f'e.g. {key} = ["..."]')
+        items = tuple(_as_text(item, where, key) for item in value)
+        if key in ("ro", "rw", "hide"):
+            items = tuple(_path(item, where, base) for item in items)
+        for item in items:
+            _check_item(key, item, where)
+        return items
+    if key in BOOL_KEYS:
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: {key} must be true or false")
+        return value
+    text = _as_text(value, where, key)
+    if key == "net" and text not in NET_ORDER:
+        raise UsageError(f"{where}: net must be one of none, filtered, host (not {text!r})")
+    _check_item(key, text, where)
+    return text
+
+
+def read_file(path: str, project: bool = False) -> dict[str, Value]:
+    """One TOML layer; {} if the file does not exist. Any problem: a UsageError naming it."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read it: {e.strerror}") from None
+    import tomllib  # only when a file exists: most launches have none
+
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: not valid TOML: {e}") from None
+    allowed = PROJECT_KEYS if project else KEYS
+    layer = {}
+    for key, value in data.items():
+        where = f"{path}:{_line_of(text, key)}"
+        if key not in allowed:
+            if project and key in KEYS:
+                raise UsageError(
+                    f"{where}: {key}: the project file may only tighten the policy, and "
+                    f"{key} would widen it",
+                    fix=f"put it in your own {user_file(os.environ)} (allowed here: "
+                        f"{', '.join(PROJECT_KEYS)})")
+            raise UsageError(f"{where}: unknown key {key!r}{_suggest(key, allowed)}; "
+                             f"allowed: {', '.join(allowed)}")
+        base = os.path.dirname(path) if project else None
+        layer[key] = Value(_normalise(key, value, where, base), where)
+    return layer
+
+
+def read_environment(environ: Mapping[str, str]) -> dict[str, Value]:
+    layer = {}
+    for key in KEYS:
+        name = ENV_PREFIX + key.upper()
+        if name not in environ:
+            continue
+        text = environ[name]
+        if key in LIST_KEYS:
+            value: Any = tuple(item.strip() for item in text.split(",") if item.strip())
+            for item in value:
+                _check_item(key, item, name)
+        elif key in BOOL_KEYS:
+            if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise UsageError(f"{name}={text!r}: expected true or false")
+            value = text.lower() in ("1", "true", "yes")
+        else:
+            value = _normalise(key, text, name)
+        layer[key] = Value(value, name)
+    return layer
+
+
+def _stricter_net(new: str, old: str) -> bool:
+    return NET_ORDER.index(new) >= NET_ORDER.index(old)
+
+
+def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
+    """The project layer: tighten only, checked against what the layers below said."""
+    from agent_sandbox._limits import parse_duration, parse_size
+
+    for key, item in project.items():
+        if key == "net":
+            # Unset, the default is at most "filtered" (implied by an allow-list).
+            old = merged.get("net", Value("filtered", "built-in")).value
+            if not _stricter_net(item.value, old):
+                raise UsageError(f"{item.source}: net = {item.value!r} would widen "
+                                 f"net = {old!r}")
+            merged["net"] = item
+        elif key == "hide":
+            old_hide = merged.get("hide", Value((), "built-in")).value
+            merged["hide"] = Value((*old_hide, *item.value), item.source)
+        elif key == "drop_allow":
+            for list_key in ("allow", "allow_private"):
+                if list_key in merged:
+                    kept = tuple(a for a in merged[list_key].value if a not in item.value)
+                    merged[list_key] = Value(kept, f"{merged[list_key].source}, "
+                                                   f"minus {item.source}")
+        else:  # a limit: may be set, or lowered, never raised
+            if key in merged:
+                parse = parse_duration if key == "timeout" else (
+                    parse_size if key in ("memory", "fsize", "home_size") else
+                    lambda v, _f: float(v))
+                try:
+                    lower = parse(item.value, key) <= parse(merged[key].value, key)
+                except (UsageError, ValueError):
+                    raise UsageError(f"{item.source}: {key} = {item.value!r} is not a valid "
+                                     "value") from None
+                if not lower:
+                    raise UsageError(f"{item.source}: {key} = {item.value!r} would raise "
+                                     f"{key} = {merged[key].value!r} ({merged[key].source})")
+            merged[key] = item
+
+
+def effective(project_dir: str, environ: Mapping[str, str],
+              flags: Mapping[str, Any]) -> dict[str, Value]:
+    """Every layer merged: scalars override, lists add up; the project file only tightens.
+
+    ``flags`` holds the command-line values (None or empty where a flag was not given)."""
+    merged: dict[str, Value] = {}
+    for layer in (read_file(SYSTEM_FILE), read_file(user_file(environ))):
+        _merge(merged, layer)
+    _apply_project(merged, read_file(os.path.join(project_dir, PROJECT_FILE), project=True))
+    _merge(merged, read_environment(environ))
+    cli = {k: Value(tuple(v) if isinstance(v, list) else v, f"--{k.replace('_', '-')}")
+           for k, v in flags.items() if v not in (None, [], False)}
+    _merge(merged, cli)
+    return merged
+
+
+def _merge(merged: dict[str, Value], layer: Mapping[str, Value]) -> None:
+    for key, item in layer.items():
+        if key in LIST_KEYS and key in merged:
+            merged[key] = Value((*merged[key].value, *item.value),
+                                f"{merged[key].source} + {item.source}")
+        else:
+            merged[key] = item

@@ -1,0 +1,146 @@
+"""Layered configuration: files, variables, flags; the project file only tightens; every
+bad input is one clear error naming the file, line and key, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent_sandbox._config import effective, read_file
+from agent_sandbox._errors import UsageError
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    home = tmp_path / "home"
+    (home / ".config" / "agent-sandbox").mkdir(parents=True)
+    project = tmp_path / "project"
+    project.mkdir()
+    return home / ".config" / "agent-sandbox" / "config.toml", project, {"HOME": str(home)}
+
+
+def test_layers_merge_lists_and_override_scalars(layout: tuple[Path, Path, dict[str, str]],
+                                                 ) -> None:
+    user, project, environ = layout
+    user.write_text('allow = ["api.anthropic.com"]\ntimeout = "2h"\nmemory = "4G"\n')
+    (project / ".agent-sandbox.toml").write_text('hide = ["secrets"]\ntimeout = "30m"\n')
+    environ["AGENT_SANDBOX_ALLOW"] = "registry.npmjs.org, pypi.org"
+    got = effective(str(project), environ, {"allow": ["github.com"], "memory": "2G"})
+    assert got["allow"].value == ("api.anthropic.com", "registry.npmjs.org", "pypi.org",
+                                  "github.com")
+    assert got["allow"].source == f"{user}:1 + AGENT_SANDBOX_ALLOW + --allow"
+    assert got["timeout"].value == "30m" and got["timeout"].source.endswith(
+        ".agent-sandbox.toml:2")
+    assert got["memory"].value == "2G" and got["memory"].source == "--memory"
+    assert got["hide"].value == (str(project / "secrets"),)  # relative to the project
+
+
+@pytest.mark.parametrize("text, message", [
+    ('allow = ["evil.com"]', "may only tighten the policy, and allow would widen it"),
+    ('net = "host"', "net = 'host' would widen"),
+    ('ro = ["/home"]', "ro would widen"),
+    ('env = ["AWS_SECRET_ACCESS_KEY"]', "env would widen"),
+    ("allow_nested_userns = true", "allow_nested_userns would widen"),
+    ('timeout = "3h"', "would raise timeout"),
+])
+def test_the_project_file_cannot_widen(layout: tuple[Path, Path, dict[str, str]], text: str,
+                                       message: str) -> None:
+    user, project, environ = layout
+    user.write_text('timeout = "2h"\n')
+    (project / ".agent-sandbox.toml").write_text(f"# comment\n{text}\n")
+    with pytest.raises(UsageError) as raised:
+        effective(str(project), environ, {})
+    assert message in raised.value.message
+    assert raised.value.message.startswith(f"{project / '.agent-sandbox.toml'}:2: ")
+
+
+def test_the_project_file_can_tighten(layout: tuple[Path, Path, dict[str, str]]) -> None:
+    user, project, environ = layout
+    user.write_text('allow = ["a.example.com", "b.example.com"]\nnet = "filtered"\n')
+    (project / ".agent-sandbox.toml").write_text(
+        'drop_allow = ["b.example.com"]\nnet = "none"\npids = 100\n')
+    got = effective(str(project), environ, {})
+    assert got["allow"].value == ("a.example.com",)
+    assert got["net"].value == "none" and got["pids"].value == "100"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("net = [", "not valid TOML"),
+    ('nett = "none"', "unknown key 'nett' (did you mean 'net'?)"),
+    ("allow = 5", "allow must be a list of strings"),
+    ('allow = ["1.2.3.4"]', "allow: --allow 1.2.3.4: IP addresses are not allowed"),
+    ('net = "open"', "net must be one of none, filtered, host"),
+    ('memory = "lots"', "memory: memory 'lots': expected a size"),
+    ("gpu = 1", "gpu must be true or false"),
+    ('ro = ["relative/path"]', "use an absolute path or ~/... here"),
+    ("[limits]\nmemory = 1", "unknown key 'limits'"),
+])
+def test_bad_user_files_name_file_line_and_key(tmp_path: Path, text: str,
+                                               message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(UsageError) as raised:
+        read_file(str(path))
+    assert raised.value.message.startswith(f"{path}")
+    assert message in raised.value.message
+
+
+def test_bad_environment_values(layout: tuple[Path, Path, dict[str, str]]) -> None:
+    _, project, environ = layout
+    for name, value, message in [("AGENT_SANDBOX_GPU", "maybe", "expected true or false"),
+                                 ("AGENT_SANDBOX_NET", "wide", "net must be one of"),
+                                 ("AGENT_SANDBOX_ALLOW", "localhost", "loopback names")]:
+        with pytest.raises(UsageError, match=message):
+            effective(str(project), {**environ, name: value}, {})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_is_loaded_or_refused_cleanly(tmp_path_factory: pytest.TempPathFactory,
+                                               text: str) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "config.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        read_file(str(path))
+    except UsageError as e:
+        assert e.message.startswith(str(path))
+
+
+toml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3), max_leaves=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["net", "allow", "hide", "memory", "gpu", "timeout",
+                                        "env", "publish", "pids", "x"]),
+                       toml_values, max_size=4))
+def test_any_structure_is_loaded_or_refused_cleanly(tmp_path_factory: pytest.TempPathFactory,
+                                                    data: dict[str, object]) -> None:
+    lines = []
+    for key, value in data.items():
+        if value is None:
+            continue
+        lines.append(f"{key} = {_toml(value)}")
+    path = tmp_path_factory.mktemp("fuzz") / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        read_file(str(path))
+    except UsageError as e:
+        assert e.message.startswith(str(path))
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').encode(
+            "unicode_escape").decode().replace("\\\\u", "\\u") + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value if v is not None) + "]"
+    return '""'
