@@ -89,6 +89,12 @@ def _parser() -> _Parser:
                         "(default 16G); core dumps are always off")
     limits.add_argument("--best-effort", action="store_true",
                         help="run even if a cgroup limit cannot be enforced (warns)")
+    p.add_argument("--agent", metavar="NAME",
+                   help="use the NAME preset (claude, codex, gemini, aider, opencode) or "
+                   "none; default: the command's name if it is one")
+    p.add_argument("--share-agent-state", action="store_true",
+                   help="bind the agent's real state dirs read-write instead of its own "
+                   "home (warned: it could plant settings that run when used unconfined)")
     p.add_argument("--gpu", action="store_true",
                    help="give the command the GPU devices (/dev/dri, /dev/nvidia*)")
     p.add_argument("--allow-nested-userns", action="store_true",
@@ -116,11 +122,29 @@ FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publis
              "cpus", "timeout", "nofile", "fsize", "home_size")
 
 
-def _settings(args: argparse.Namespace, project: str) -> dict[str, Any]:
-    """Config files, AGENT_SANDBOX_* variables and the flags, merged (see _config)."""
-    from agent_sandbox._config import effective
+def _preset_name(args: argparse.Namespace, command: Sequence[str]) -> str:
+    from agent_sandbox import _presets
 
-    return effective(project, os.environ, {k: getattr(args, k) for k in FLAG_KEYS})
+    if args.agent is not None:
+        if args.agent != "none" and args.agent not in _presets.names():
+            raise UsageError(f"--agent {args.agent!r}: no such preset; known: "
+                             f"{', '.join(_presets.names())}, or none")
+        return "" if args.agent == "none" else str(args.agent)
+    return (_presets.detect(command[0]) or "") if command else ""
+
+
+def _settings(args: argparse.Namespace, project: str, agent: str) -> dict[str, Any]:
+    """The agent preset, config files, AGENT_SANDBOX_* variables and the flags, merged."""
+    from agent_sandbox._config import Value, effective
+
+    preset = {}
+    if agent:
+        from agent_sandbox._presets import load
+
+        p = load(agent)
+        preset = {"allow": Value(p.allow, f"preset:{agent}"),
+                  "env": Value(p.env, f"preset:{agent}")}
+    return effective(project, os.environ, {k: getattr(args, k) for k in FLAG_KEYS}, preset)
 
 
 def _show_config(argv: Sequence[str]) -> int:
@@ -130,8 +154,10 @@ def _show_config(argv: Sequence[str]) -> int:
 
     args = _parser().parse_args(argv)
     project = locate_project(args.project, current_identity())
-    print(f"# project: {project}")
-    for key, item in sorted(_settings(args, project).items()):
+    agent = _preset_name(args, args.command[1:] if args.command[:1] == ["--"] else
+                         args.command)
+    print(f"# project: {project}" + (f"; agent preset: {agent}" if agent else ""))
+    for key, item in sorted(_settings(args, project, agent).items()):
         shown = ", ".join(item.value) if isinstance(item.value, tuple) else item.value
         print(f"{key} = {shown}    # {item.source}")
     return 0
@@ -165,7 +191,8 @@ def _run(argv: Sequence[str] | None) -> int:
 
     identity = current_identity()
     project = locate_project(args.project, identity)
-    s = {k: v.value for k, v in _settings(args, project).items()}
+    agent = _preset_name(args, command)
+    s = {k: v.value for k, v in _settings(args, project, agent).items()}
     policy = build_policy(command=command, project=project, net=s.get("net"),
                           ro=s.get("ro", ()), rw=s.get("rw", ()), hide=s.get("hide", ()),
                           env=s.get("env", ()), identity=identity,
@@ -176,7 +203,8 @@ def _run(argv: Sequence[str] | None) -> int:
                           limits={n: s.get(n) for n in
                                   ("memory", "pids", "cpus", "timeout", "nofile", "fsize")},
                           best_effort=s.get("best_effort", False), gpu=s.get("gpu", False),
-                          home_size=s.get("home_size"))
+                          home_size=s.get("home_size"), agent=agent,
+                          share_agent_state=args.share_agent_state)
     view = gather_host_view(identity, probe_layout(), os.environ, policy.project)
     plan = build_plan(policy, view)
 
@@ -205,6 +233,10 @@ def _run(argv: Sequence[str] | None) -> int:
         _say("warning: --net host shares the host network: every service listening on host "
              "loopback and every abstract UNIX socket (X11, D-Bus, IDE helpers) is reachable "
              "from inside")
+    if policy.shared_state:
+        _say(f"warning: --share-agent-state: {', '.join(policy.shared_state)} are writable "
+             "inside: the agent could plant settings or hooks there that run when you use it "
+             "outside the sandbox")
     if policy.allow_nested_userns:
         _say("warning: --allow-nested-userns: the command may create user namespaces; inside "
              "one it can mount over or pivot away from the read-only binds it sees (the host "

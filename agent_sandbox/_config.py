@@ -224,12 +224,13 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
             merged[key] = item
 
 
-def effective(project_dir: str, environ: Mapping[str, str],
-              flags: Mapping[str, Any]) -> dict[str, Value]:
+def effective(project_dir: str, environ: Mapping[str, str], flags: Mapping[str, Any],
+              preset: Mapping[str, Value] | None = None) -> dict[str, Value]:
     """Every layer merged: scalars override, lists add up; the project file only tightens.
 
-    ``flags`` holds the command-line values (None or empty where a flag was not given)."""
-    merged: dict[str, Value] = {}
+    ``flags`` holds the command-line values (None or empty where a flag was not given);
+    ``preset`` is the agent preset's layer, just above the built-in one."""
+    merged: dict[str, Value] = dict(preset or {})
     for layer in (read_file(SYSTEM_FILE), read_file(user_file(environ))):
         _merge(merged, layer)
     _apply_project(merged, read_file(os.path.join(project_dir, PROJECT_FILE), project=True))

@@ -232,6 +232,11 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
                 values[RESOLV_FD] = str(_memory_file(stack, resolv_conf()))
                 passed += [int(values[HOSTS_FD]), int(values[RESOLV_FD])]
         args = ["--json-status-fd", str(status_write), *plan.bwrap_args(values)]
+        if plan.policy.agent_home:
+            from agent_sandbox._presets import load, prepare_home
+
+            prepare_home(load(plan.policy.agent), plan.policy.agent_home,
+                         dict(plan.env)["HOME"])
         apply_rlimits(plan.policy.limits)
         try:
             pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),

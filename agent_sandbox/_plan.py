@@ -238,15 +238,20 @@ def _system(layout: HostLayout) -> Section:
 
 def _home_and_tmp(policy: Policy, view: HostView) -> Section:
     home = view.identity.home
+    if policy.agent_home:
+        home_op = Op(("--bind", policy.agent_home, home),
+                     f"the {policy.agent} preset's own home (its state persists here)")
+    else:
+        home_op = Op(("--perms", "0700", "--size", str(policy.home_size), "--tmpfs", home),
+                     "empty, size-capped $HOME")
     ops = [
         Op(("--bind", WORKDIR, "/tmp"), "fresh work dir, removed at exit"),
         Op(("--perms", "0755", "--dir", "/var")),
         Op(("--symlink", "../tmp", "/var/tmp")),
-        Op(
-            ("--perms", "0700", "--size", str(policy.home_size), "--tmpfs", home),
-            "empty, size-capped $HOME",
-        ),
+        home_op,
     ]
+    ops += [Op(("--bind", path, path), "--share-agent-state: the real state, read-write")
+            for path in policy.shared_state]
     ops += [
         Op(("--ro-bind", real, inside), "git identity, read-only")
         for inside, real in view.git_configs

@@ -82,3 +82,8 @@ class Policy(NamedTuple):
     # systemd-run's path when memory/pids/CPU limits are asked for and enforceable here.
     systemd_run: str = ""
     gpu: bool = False
+    # The agent preset in use ("" for none), its own home bound at $HOME (or "": an empty
+    # tmpfs), and, with --share-agent-state, the real state paths bound read-write instead.
+    agent: str = ""
+    agent_home: str = ""
+    shared_state: tuple[str, ...] = ()

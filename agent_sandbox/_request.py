@@ -148,6 +148,8 @@ def build_policy(
     gpu: bool = False,
     home_size: str | None = None,
     environ: Mapping[str, str] | None = None,
+    agent: str = "",
+    share_agent_state: bool = False,
 ) -> Policy:
     if not command or not command[0]:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
@@ -170,7 +172,23 @@ def build_policy(
         **_limits(limits or {}, best_effort, os.environ if environ is None else environ),
         gpu=gpu,
         home_size=parse_size(home_size, "--home-size") if home_size else DEFAULT_HOME_SIZE,
+        **_agent_state(agent, share_agent_state, identity,
+                       os.environ if environ is None else environ),
     )
+
+
+def _agent_state(agent: str, share: bool, identity: Identity,
+                 environ: Mapping[str, str]) -> dict[str, Any]:
+    if not agent:
+        if share:
+            raise UsageError("--share-agent-state needs an agent preset (--agent NAME)")
+        return {}
+    from agent_sandbox._presets import agent_home, load
+
+    if share:
+        paths = [os.path.join(identity.home, rel) for rel in load(agent).state]
+        return {"agent": agent, "shared_state": tuple(p for p in paths if os.path.exists(p))}
+    return {"agent": agent, "agent_home": agent_home(agent, environ)}
 
 
 def _limits(raw: Mapping[str, str | None], best_effort: bool,
@@ -299,6 +317,19 @@ def _signal_reset_env(layout: HostLayout) -> str:
     return ""
 
 
+def _interpreter(path: str) -> str | None:
+    """The absolute interpreter of a ``#!`` script (not ``/usr/bin/env``-style lookups)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode(errors="replace").split()
+    return words[0] if words and words[0].startswith("/") else None
+
+
 def check_command(plan: Plan, view: HostView) -> None:
     """Refuse, before starting anything, a COMMAND that does not exist inside (127) or
     cannot be executed there (126); say where it is if the host has it elsewhere."""
@@ -319,6 +350,15 @@ def check_command(plan: Plan, view: HostView) -> None:
             continue
         if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
             raise CommandNotExecutable(f"{name}: {candidate} is not executable")
+        interpreter = _interpreter(candidate)
+        if interpreter and not (os.path.exists(interpreter) and visible(interpreter)):
+            # Name what is hidden: the path as written, else where its symlinks lead.
+            hidden = interpreter if not visible_inside(policy, view.layout, interpreter) \
+                else os.path.realpath(interpreter)
+            raise CommandNotFound(
+                f"{name}: its interpreter {interpreter} is not visible inside the sandbox",
+                fix=f"add --ro {os.path.dirname(hidden)} (read-only), or install it where "
+                    "the sandbox sees it (/usr, the Nix store, the project)")
         return
     host_hit = None
     if "/" not in name:

@@ -93,12 +93,29 @@ def sandbox_sh(script: str, *, cwd: Path, env: Mapping[str, str],
 
 
 @pytest.fixture(scope="session")
-def claude_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real Claude Code package from the npm registry (its --version needs no network)."""
+def npm_agents(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Claude Code, Codex and Gemini CLI from the npm registry, installed once per test run
+    (their --version needs no network)."""
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed (.ci/run's machine has it)")
-    prefix = tmp_path_factory.mktemp("claude-code")
+    prefix = tmp_path_factory.mktemp("npm-agents")
     subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                    "@anthropic-ai/claude-code"], check=True, capture_output=True, timeout=600)
+                    "@anthropic-ai/claude-code", "@openai/codex", "@google/gemini-cli"],
+                   check=True, capture_output=True, timeout=900)
     return prefix
+
+
+@pytest.fixture(scope="session")
+def claude_code(npm_agents: Path) -> Path:
+    return npm_agents
+
+
+@pytest.fixture(scope="session")
+def aider(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Aider from PyPI, in a venv of the system Python (visible inside the sandbox)."""
+    venv = tmp_path_factory.mktemp("aider") / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                    "aider-chat"], check=True, capture_output=True, timeout=1200)
+    return venv

@@ -194,3 +194,16 @@ def test_a_widening_project_file_stops_the_launch(project: Path, env: Env) -> No
     _assert_clean_error(done, 2, ".agent-sandbox.toml:1: allow: the project file may only "
                         "tighten the policy")
     assert not (project / "ran").exists()
+
+
+def test_a_script_whose_interpreter_is_hidden(project: Path, env: Env) -> None:
+    hidden = env.home / "py" / "bin"
+    hidden.mkdir(parents=True)
+    interpreter = hidden / "python3"
+    interpreter.symlink_to("/usr/bin/python3")
+    script = project / "tool"
+    script.write_text(f"#!{interpreter}\nprint('hi')\n")
+    script.chmod(0o755)
+    done = run_cli(["--", "./tool"], cwd=project, env=env.vars)
+    _assert_clean_error(done, 127, f"its interpreter {interpreter} is not visible",
+                        f"--ro {hidden}")
