@@ -205,7 +205,8 @@ def _run(argv: Sequence[str] | None) -> int:
                           best_effort=s.get("best_effort", False), gpu=s.get("gpu", False),
                           home_size=s.get("home_size"), agent=agent,
                           share_agent_state=args.share_agent_state)
-    view = gather_host_view(identity, probe_layout(), os.environ, policy.project)
+    view = gather_host_view(identity, probe_layout(), os.environ, policy.project,
+                            protect=s.get("protect", ()), unprotect=s.get("unprotect", ()))
     plan = build_plan(policy, view)
 
     if args.dry_run:

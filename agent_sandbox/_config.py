@@ -25,13 +25,13 @@ PROJECT_FILE = ".agent-sandbox.toml"
 ENV_PREFIX = "AGENT_SANDBOX_"
 
 LIST_KEYS = ("allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw", "hide",
-             "env")
+             "env", "protect", "unprotect")
 BOOL_KEYS = ("allow_nested_userns", "gpu", "best_effort")
 LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "fsize", "home_size")
 NET_ORDER = ("host", "filtered", "none")  # each stricter than the one before
 KEYS = ("net", *LIST_KEYS, *BOOL_KEYS, *LIMIT_KEYS)
 # What the project file may say: only what tightens.
-PROJECT_KEYS = ("net", "hide", "drop_allow", *LIMIT_KEYS)
+PROJECT_KEYS = ("net", "hide", "drop_allow", "protect", *LIMIT_KEYS)
 
 
 class Value(NamedTuple):
@@ -89,6 +89,15 @@ def _check_item(key: str, text: str, where: str) -> None:
             checks[key](text)
         except UsageError as e:
             raise UsageError(f"{where}: {key}: {e.message}") from None
+    if key == "protect" and (text.startswith("/") or ".." in text.split("/") or not text):
+        raise UsageError(f"{where}: protect: {text!r}: a path relative to the project "
+                         "(or to each repository in it), without '..'")
+    if key == "unprotect":
+        from agent_sandbox._protect import PROTECTED
+
+        if text not in PROTECTED:
+            raise UsageError(f"{where}: unprotect: {text!r} is not a protected name; "
+                             f"the names are: {', '.join(PROTECTED)}")
 
 
 def _path(text: str, where: str, base: str | None) -> str:
@@ -199,9 +208,9 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
                 raise UsageError(f"{item.source}: net = {item.value!r} would widen "
                                  f"net = {old!r}")
             merged["net"] = item
-        elif key == "hide":
-            old_hide = merged.get("hide", Value((), "built-in")).value
-            merged["hide"] = Value((*old_hide, *item.value), item.source)
+        elif key in ("hide", "protect"):
+            before = merged.get(key, Value((), "built-in")).value
+            merged[key] = Value((*before, *item.value), item.source)
         elif key == "drop_allow":
             for list_key in ("allow", "allow_private"):
                 if list_key in merged:

@@ -324,6 +324,12 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
     host_shell = dict(view.environ).get("SHELL", "")
     shell = host_shell if host_shell and visible_inside(policy, layout, host_shell) else "/bin/sh"
     env = build_env(dict(view.environ), identity, path, shell, policy.env)
+    if policy.net is not NetMode.HOST:
+        # No keys, no agent, no route: say so instead of ssh's "could not resolve hostname".
+        env["GIT_SSH_COMMAND"] = (
+            "f() { echo 'agent-sandbox: git over SSH does not work inside the sandbox (no SSH "
+            "keys or agent here); push from outside it, or over HTTPS to an allowed host' "
+            ">&2; exit 128; }; f")
     if any(p.mode == "placeholder" and not _in_git_dir(p.path) for p in view.protections):
         env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="core.excludesFile",
                    GIT_CONFIG_VALUE_0=GIT_EXCLUDES)

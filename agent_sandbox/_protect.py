@@ -190,11 +190,16 @@ def _worktrees(project: str) -> Iterator[str]:
             yield current
 
 
-def scan(project: str, extra: Sequence[str] = ()) -> tuple[Protection, ...]:
-    """Every protection the project needs, parents before children, each path once."""
+def scan(project: str, extra: Sequence[str] = (),
+         relax: Sequence[str] = ()) -> tuple[Protection, ...]:
+    """Every protection the project needs, parents before children, each path once.
+
+    ``extra``: more names to protect (from any config layer); ``relax``: PROTECTED names not
+    to protect (from the user's own configuration only, never the project's)."""
     found: dict[str, Protection] = {}
+    names = [rel for rel in (*PROTECTED, *extra) if rel not in relax]
     for worktree in sorted(_worktrees(project)):
-        for rel in (*PROTECTED, *extra):
+        for rel in names:
             path = os.path.normpath(os.path.join(worktree, rel))
             if not _is_under(path, project) or path in found:
                 continue

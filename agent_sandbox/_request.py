@@ -267,7 +267,8 @@ def _network(mode: NetMode, allow: Sequence[str], allow_private: Sequence[str],
 
 
 def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[str, str],
-                     project: str) -> HostView:
+                     project: str, protect: Sequence[str] = (),
+                     unprotect: Sequence[str] = ()) -> HostView:
     path_entries = []
     for entry in environ.get("PATH", "").split(":"):
         resolved = os.path.realpath(entry) if entry.startswith("/") else entry
@@ -285,7 +286,8 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
                     signal_reset_env=_signal_reset_env(layout),
                     start_shell="/bin/sh" if layout.is_visible("/bin/sh")
                     and os.access("/bin/sh", os.X_OK) else "",
-                    protections=scan(project), gpu_devices=_gpu_devices())
+                    protections=scan(project, protect, unprotect),
+                    gpu_devices=_gpu_devices())
 
 
 def _gpu_devices() -> tuple[str, ...]:

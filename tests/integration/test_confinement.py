@@ -223,8 +223,10 @@ def test_planted_env_secrets_are_absent(project: Path, env: Env) -> None:
     assert not names & set(planted)
     assert names <= {"HOME", "USER", "LOGNAME", "SHELL", "PATH", "TMPDIR", "LANG", "TERM",
                      "AGENT_SANDBOX_ACTIVE", "PWD", "SHLVL", "_", "OLDPWD",
-                     # set by the sandbox: git ignores the protected-file placeholders
-                     "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"}
+                     # set by the sandbox: git ignores the protected-file placeholders,
+                     # and says why SSH pushes fail
+                     "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0",
+                     "GIT_SSH_COMMAND"}
 
 
 def test_no_capabilities_and_no_new_privileges(project: Path, env: Env) -> None:

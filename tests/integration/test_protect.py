@@ -52,7 +52,14 @@ def repo(project: Path, env: Env) -> Path:
 
 
 def _listing(path: Path) -> list[str]:
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if ".git/" not in str(p))
+    """Everything in the project but the .git internals (retried while a janitor removes
+    placeholders under the walk)."""
+    while True:
+        try:
+            return sorted(str(p.relative_to(path)) for p in path.rglob("*")
+                          if ".git/" not in str(p))
+        except FileNotFoundError:
+            continue
 
 
 ATTACKS = {
@@ -136,3 +143,29 @@ def test_placeholders_are_removed_even_after_the_launcher_is_killed(repo: Path,
     while _listing(repo) != before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _listing(repo) == before
+
+
+def test_git_push_over_ssh_says_why_it_fails(repo: Path, env: Env) -> None:
+    done = sandbox_sh("git push ssh://git@git.example.invalid/me/repo.git HEAD 2>&1; "
+                      "echo status=$?", cwd=repo, env=env.with_(**GIT_ENV))
+    assert "git over SSH does not work inside the sandbox" in done.stdout
+    assert "status=128" in done.stdout
+
+
+def test_protection_can_be_extended_by_the_project_and_relaxed_by_the_user(
+    repo: Path, env: Env
+) -> None:
+    (repo / "Makefile").write_text("all:\n\techo build\n")
+    (repo / ".agent-sandbox.toml").write_text('protect = ["Makefile"]\n')
+    user = env.home / ".config" / "agent-sandbox"
+    user.mkdir(parents=True)
+    (user / "config.toml").write_text('unprotect = [".vscode"]\n')
+    done = sandbox_sh("(echo evil >> Makefile) 2>/dev/null && echo MAKEFILE-WRITTEN; "
+                      "echo '{}' > .vscode/tasks.json && echo VSCODE-WRITTEN; true",
+                      cwd=repo, env=env.vars)
+    assert "MAKEFILE-WRITTEN" not in done.stdout
+    assert "VSCODE-WRITTEN" in done.stdout
+    # The project file cannot relax anything.
+    (repo / ".agent-sandbox.toml").write_text('unprotect = [".git/hooks"]\n')
+    done = sandbox_sh("true", cwd=repo, env=env.vars)
+    assert done.returncode == 2 and "may only tighten" in done.stderr

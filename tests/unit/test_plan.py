@@ -105,6 +105,7 @@ def test_environment_is_an_allow_list() -> None:
         "AGENT_SANDBOX_ACTIVE": "1",
         "ANTHROPIC_API_KEY": "sk-secret",
         "EDITOR": "vim",
+        "GIT_SSH_COMMAND": dict(build_plan(_policy(), _view()).env)["GIT_SSH_COMMAND"],
         "HOME": "/home/alice",
         "LANG": "en_US.UTF-8",
         "LC_TIME": "de_DE.UTF-8",
@@ -189,3 +190,24 @@ def test_cgroup_limits_run_bwrap_in_a_systemd_scope() -> None:
     assert plan.bwrap_prefix[:3] == ("/usr/bin/systemd-run", "--user", "--scope")
     assert "MemoryMax=1073741824" in plan.bwrap_prefix
     assert build_plan(_policy(), _view()).bwrap_prefix == ()
+
+
+@pytest.mark.parametrize("name", ["aider", "claude", "codex", "gemini", "opencode"])
+def test_golden_plan_per_preset(name: str) -> None:
+    """Each preset's plan, as the CLI builds it: its hosts (filtered network), variables
+    and its own home at $HOME."""
+    from agent_sandbox._netpolicy import parse_allow
+    from agent_sandbox._presets import load
+
+    preset = load(name)
+    policy = _policy(
+        command=(name,), net=NetMode.FILTERED,
+        allow=tuple(parse_allow(h) for h in preset.allow),
+        env=tuple(EnvRequest(v) for v in preset.env),
+        agent=name, agent_home=f"/home/alice/.local/share/agent-sandbox/homes/{name}",
+    )
+    text = build_plan(policy, _view()).describe()
+    golden = GOLDEN / f"plan_preset_{name}.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
