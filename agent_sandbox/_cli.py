@@ -95,6 +95,9 @@ def _parser() -> _Parser:
     p.add_argument("--share-agent-state", action="store_true",
                    help="bind the agent's real state dirs read-write instead of its own "
                    "home (warned: it could plant settings that run when used unconfined)")
+    p.add_argument("--git-token-file", metavar="FILE",
+                   help="let git push over HTTPS with the token in FILE (read-only inside; "
+                   "a fine-grained token of a machine user)")
     p.add_argument("--gpu", action="store_true",
                    help="give the command the GPU devices (/dev/dri, /dev/nvidia*)")
     p.add_argument("--allow-nested-userns", action="store_true",
@@ -119,7 +122,7 @@ def _say(text: str) -> None:
 
 FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
              "hide", "env", "allow_nested_userns", "gpu", "best_effort", "memory", "pids",
-             "cpus", "timeout", "nofile", "fsize", "home_size")
+             "cpus", "timeout", "nofile", "fsize", "home_size", "git_token_file")
 
 
 def _preset_name(args: argparse.Namespace, command: Sequence[str]) -> str:
@@ -204,6 +207,7 @@ def _run(argv: Sequence[str] | None) -> int:
                                   ("memory", "pids", "cpus", "timeout", "nofile", "fsize")},
                           best_effort=s.get("best_effort", False), gpu=s.get("gpu", False),
                           home_size=s.get("home_size"), agent=agent,
+                          git_token_file=s.get("git_token_file"),
                           share_agent_state=args.share_agent_state)
     view = gather_host_view(identity, probe_layout(), os.environ, policy.project,
                             protect=s.get("protect", ()), unprotect=s.get("unprotect", ()))

@@ -27,9 +27,10 @@ ENV_PREFIX = "AGENT_SANDBOX_"
 LIST_KEYS = ("allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw", "hide",
              "env", "protect", "unprotect")
 BOOL_KEYS = ("allow_nested_userns", "gpu", "best_effort")
+PATH_KEYS = ("git_token_file",)
 LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "fsize", "home_size")
 NET_ORDER = ("host", "filtered", "none")  # each stricter than the one before
-KEYS = ("net", *LIST_KEYS, *BOOL_KEYS, *LIMIT_KEYS)
+KEYS = ("net", *LIST_KEYS, *BOOL_KEYS, *LIMIT_KEYS, *PATH_KEYS)
 # What the project file may say: only what tightens.
 PROJECT_KEYS = ("net", "hide", "drop_allow", "protect", *LIMIT_KEYS)
 
@@ -129,6 +130,8 @@ def _normalise(key: str, value: Any, where: str, base: str | None = None) -> Any
             raise UsageError(f"{where}: {key} must be true or false")
         return value
     text = _as_text(value, where, key)
+    if key in PATH_KEYS:
+        return _path(text, where, None)
     if key == "net" and text not in NET_ORDER:
         raise UsageError(f"{where}: net must be one of none, filtered, host (not {text!r})")
     _check_item(key, text, where)

@@ -45,6 +45,9 @@ EMPTY_JSON = Placeholder("EMPTY_JSON")  # and a file holding "{}"
 _SOURCES = {"dir": EMPTY_DIR, "file": EMPTY_FILE, "json": EMPTY_JSON}
 GIT_EXCLUDES_FD = Placeholder("GIT_EXCLUDES_FD")  # git ignore patterns for the placeholders
 GIT_EXCLUDES = "/run/agent-sandbox/git-excludes"
+GIT_TOKEN = "/run/agent-sandbox/git-token"
+GIT_TOKEN_HELPER = ('!f() { test "$1" = get || exit 0; echo username=x-access-token; '
+                    f'printf password=; cat {GIT_TOKEN}; }}; f')
 
 # Run first inside, after bwrap's whole setup (mounts, seccomp): report "started" with one
 # byte on the pipe, close it, exec the rest. bwrap exits 1 both for its own setup errors
@@ -256,6 +259,10 @@ def _home_and_tmp(policy: Policy, view: HostView) -> Section:
         Op(("--ro-bind", real, inside), "git identity, read-only")
         for inside, real in view.git_configs
     ]
+    if policy.git_token_file:
+        ops += [Op(("--dir", os.path.dirname(GIT_TOKEN))),
+                Op(("--ro-bind", policy.git_token_file, GIT_TOKEN),
+                   "--git-token-file: HTTPS pushes with this token, read-only")]
     return Section("home and temporary files", tuple(ops))
 
 
@@ -330,9 +337,17 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
             "f() { echo 'agent-sandbox: git over SSH does not work inside the sandbox (no SSH "
             "keys or agent here); push from outside it, or over HTTPS to an allowed host' "
             ">&2; exit 128; }; f")
+    git_config = []
     if any(p.mode == "placeholder" and not _in_git_dir(p.path) for p in view.protections):
-        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="core.excludesFile",
-                   GIT_CONFIG_VALUE_0=GIT_EXCLUDES)
+        git_config.append(("core.excludesFile", GIT_EXCLUDES))
+    if policy.git_token_file:
+        # An empty value resets the helpers the user's ~/.gitconfig names (their stores are
+        # not inside); ours answers with the read-only token file.
+        git_config += [("credential.helper", ""), ("credential.helper", GIT_TOKEN_HELPER)]
+    if git_config:
+        env["GIT_CONFIG_COUNT"] = str(len(git_config))
+        for i, (key, value) in enumerate(git_config):
+            env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
     host_valued = {r.name for r in policy.env if r.value is None and r.name in env}
     rules = default_rules(allow_nested_userns=policy.allow_nested_userns)
     net = _net_plan(policy)

@@ -84,6 +84,7 @@ class Policy(NamedTuple):
     gpu: bool = False
     # The agent preset in use ("" for none), its own home bound at $HOME (or "": an empty
     # tmpfs), and, with --share-agent-state, the real state paths bound read-write instead.
+    git_token_file: str = ""  # a token file for HTTPS git pushes (read-only inside)
     agent: str = ""
     agent_home: str = ""
     shared_state: tuple[str, ...] = ()

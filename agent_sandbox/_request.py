@@ -150,6 +150,7 @@ def build_policy(
     environ: Mapping[str, str] | None = None,
     agent: str = "",
     share_agent_state: bool = False,
+    git_token_file: str | None = None,
 ) -> Policy:
     if not command or not command[0]:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
@@ -172,9 +173,20 @@ def build_policy(
         **_limits(limits or {}, best_effort, os.environ if environ is None else environ),
         gpu=gpu,
         home_size=parse_size(home_size, "--home-size") if home_size else DEFAULT_HOME_SIZE,
+        git_token_file=_token_file(git_token_file, cwd) if git_token_file else "",
         **_agent_state(agent, share_agent_state, identity,
                        os.environ if environ is None else environ),
     )
+
+
+def _token_file(raw: str, cwd: str) -> str:
+    path = os.path.realpath(raw if raw.startswith("/") else os.path.join(cwd, raw))
+    if not os.path.isfile(path):
+        raise UsageError(f"--git-token-file {raw}: not a file")
+    if os.stat(path).st_mode & 0o077:
+        print(f"agent-sandbox: warning: --git-token-file {raw} is readable by others "
+              "(chmod 600 it)", file=sys.stderr)
+    return path
 
 
 def _agent_state(agent: str, share: bool, identity: Identity,

@@ -169,3 +169,19 @@ def test_protection_can_be_extended_by_the_project_and_relaxed_by_the_user(
     (repo / ".agent-sandbox.toml").write_text('unprotect = [".git/hooks"]\n')
     done = sandbox_sh("true", cwd=repo, env=env.vars)
     assert done.returncode == 2 and "may only tighten" in done.stderr
+
+
+def test_a_token_file_lets_git_authenticate_over_https(repo: Path, env: Env,
+                                                       tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("ghp_example_token\n")
+    token.chmod(0o600)
+    script = ("printf 'protocol=https\\nhost=github.com\\n\\n' | git credential fill; "
+              "(echo stolen > /run/agent-sandbox/git-token) 2>/dev/null && echo WRITTEN; "
+              "env | grep -c ghp_ || true")
+    done = sandbox_sh(script, cwd=repo, env=env.vars, extra=["--git-token-file", str(token)])
+    assert "username=x-access-token" in done.stdout
+    assert "password=ghp_example_token" in done.stdout
+    assert "WRITTEN" not in done.stdout
+    assert done.stdout.splitlines()[-1] == "0"  # never in the environment
+    assert token.read_text() == "ghp_example_token\n"
