@@ -238,6 +238,12 @@ def _run(argv: Sequence[str] | None) -> int:
         _say("warning: --net host shares the host network: every service listening on host "
              "loopback and every abstract UNIX socket (X11, D-Bus, IDE helpers) is reachable "
              "from inside")
+    if agent and not policy.allow_nested_userns and not args.quiet:
+        from agent_sandbox._presets import load
+
+        note = load(agent).inner_sandbox
+        if note and "danger-full-access" not in command:
+            _say(f"note: {note}")
     if policy.shared_state:
         _say(f"warning: --share-agent-state: {', '.join(policy.shared_state)} are writable "
              "inside: the agent could plant settings or hooks there that run when you use it "

@@ -30,6 +30,8 @@ class Preset(NamedTuple):
     state: tuple[str, ...]  # relative to $HOME
     seed: tuple[str, ...]  # files copied from the real home on first use (the login)
     seed_json: tuple[tuple[str, tuple[str, ...]], ...]  # file -> keys kept from it
+    # How to run the agent when its own sandbox cannot nest here (said at launch), or "".
+    inner_sandbox: str = ""
 
 
 def names() -> tuple[str, ...]:
@@ -59,6 +61,7 @@ def load(name: str) -> Preset:
         state=tuple(data.get("state", ())),
         seed=tuple(data.get("seed", ())),
         seed_json=tuple((k, tuple(v)) for k, v in data.get("seed_json", {}).items()),
+        inner_sandbox=str(data.get("inner_sandbox", "")),
     )
 
 
