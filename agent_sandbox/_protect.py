@@ -159,11 +159,30 @@ def _repository(worktree: str, project: str) -> Iterator[Protection]:
     elif stat.S_ISREG(st.st_mode):
         yield Protection(dotgit, "ro", "a .git file says where the repository is")
         gitdir = _gitdir_of_file(dotgit)
-        if gitdir and os.path.isdir(gitdir):
-            for real in dict.fromkeys((gitdir, _common_dir(gitdir))):
-                if not _is_under(real, project):
-                    yield Protection(real, "rw", "the repository of this worktree/submodule")
-            yield from _git_dir_protections(gitdir, worktree)
+        if not gitdir or not os.path.isdir(gitdir):
+            return
+        outside = [d for d in dict.fromkeys((gitdir, _common_dir(gitdir)))
+                   if not _is_under(d, project)]
+        # A .git file is text anyone who could write the project wrote: a directory outside
+        # the project is shown (read-write) only if it is the real git directory of this
+        # very worktree, which git records there and nothing inside the project can forge.
+        if outside and not _points_back(gitdir, dotgit):
+            return
+        for real in outside:
+            yield Protection(real, "rw", "the repository of this worktree")
+        yield from _git_dir_protections(gitdir, worktree)
+
+
+def _points_back(gitdir: str, dotgit: str) -> bool:
+    """Whether ``gitdir`` is git's worktree directory for ``dotgit`` (its ``gitdir`` file
+    names that .git file) and looks like a git directory."""
+    try:
+        with open(os.path.join(gitdir, "gitdir"), encoding="utf-8") as f:
+            recorded = f.read().strip()
+    except OSError:
+        return False
+    return (os.path.realpath(recorded) == os.path.realpath(dotgit)
+            and os.path.isfile(os.path.join(gitdir, "HEAD")))
 
 
 def _is_under(path: str, top: str) -> bool:
@@ -212,8 +231,13 @@ def scan(project: str, extra: Sequence[str] = (),
             found[path] = Protection(
                 path, mode, "executed or trusted by host tools" if rel in PROTECTED
                 else "protect", _kind(rel))
-        for p in _repository(worktree, project):
-            found.setdefault(p.path, p)
+        repository = list(_repository(worktree, project))
+        # Only paths in the project or in a repository directory vetted above: a
+        # core.hooksPath pointing elsewhere must not bind (or create) host paths.
+        shown = [p.path for p in repository if p.mode == "rw" and not _is_under(p.path, project)]
+        for p in repository:
+            if _is_under(p.path, project) or any(_is_under(p.path, d) for d in shown):
+                found.setdefault(p.path, p)
     # A bind follows symlinks: a path under a symlinked directory is left out (its real
     # place is protected where it lives, if inside the project), and a protected name that
     # is itself a symlink is reported instead of bound.

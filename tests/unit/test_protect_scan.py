@@ -76,3 +76,24 @@ def test_created_parents(tmp_path: Path) -> None:
         str(tmp_path / ".claude")]
     (tmp_path / ".claude").mkdir()
     assert created_parents(str(tmp_path / ".claude" / "commands"), str(tmp_path)) == []
+
+
+def test_a_forged_git_file_never_exposes_a_host_directory(tmp_path: Path) -> None:
+    secrets = tmp_path / "home" / ".ssh"
+    secrets.mkdir(parents=True)
+    (secrets / "HEAD").write_text("ref: refs/heads/main\n")  # even if it looks like git
+    project = tmp_path / "p"
+    (project / "vendor").mkdir(parents=True)
+    (project / ".git").write_text(f"gitdir: {secrets}\n")
+    (project / "vendor" / ".git").write_text(f"gitdir: {secrets}\n")
+    paths = {p.path for p in scan(str(project))}
+    assert not any(path.startswith(str(secrets)) for path in paths)
+    assert str(project / ".git") in paths  # the .git file itself is read-only
+
+
+def test_a_hooks_path_outside_the_project_is_not_bound(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    subprocess.run(["git", "-C", str(project), "config", "core.hooksPath", str(tmp_path)],
+                   check=True)
+    assert not any(not p.path.startswith(str(project)) for p in scan(str(project)))
