@@ -248,7 +248,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
             os.close(started_write)
             if plan.net is not None:
                 os.close(int(values[BLOCK_FD]))
-        stack.enter_context(placeholders_removed(plan.placeholders, pid))
+        stack.enter_context(placeholders_removed(plan.policy.project, plan.placeholders, pid))
         if plan.net is not None:
             # asyncio takes ~30 ms to import: do it while bwrap sets the sandbox up.
             from agent_sandbox._network import network

@@ -73,7 +73,7 @@ def run_plan(plan: Plan, tmp: Path, mutate: Mutation = lambda op: (op,),
                                   timeout=60, check=False)
     finally:
         os.close(excludes)
-        remove_placeholders(plan.placeholders)
+        remove_placeholders(plan.policy.project, plan.placeholders)
 
 
 def drop(flag: str) -> Mutation:

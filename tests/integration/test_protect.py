@@ -185,3 +185,17 @@ def test_a_token_file_lets_git_authenticate_over_https(repo: Path, env: Env,
     assert "WRITTEN" not in done.stdout
     assert done.stdout.splitlines()[-1] == "0"  # never in the environment
     assert token.read_text() == "ghp_example_token\n"
+
+
+def test_placeholder_cleanup_never_follows_a_swapped_directory(project: Path, env: Env,
+                                                               tmp_path: Path) -> None:
+    # .claude is created by bwrap for its placeholders; inside, the agent moves it away and
+    # puts a symlink to a host directory with an empty file of the same name in its place.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "settings.json").write_text("")
+    (victim / "commands").mkdir()
+    script = f"mv .claude .claude-moved && ln -s {victim} .claude && echo SWAPPED"
+    done = sandbox_sh(script, cwd=project, env=env.vars)
+    assert "SWAPPED" in done.stdout, done.stderr
+    assert (victim / "settings.json").exists() and (victim / "commands").is_dir()
