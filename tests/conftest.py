@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,22 @@ def sandbox_sh(script: str, *, cwd: Path, env: Mapping[str, str],
                extra: Sequence[str] = (), timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``sh -c script`` in the real sandbox."""
     return run_cli([*extra, "--", "sh", "-c", script], cwd=cwd, env=env, timeout=timeout)
+
+
+@contextlib.contextmanager
+def launched(args: Sequence[str], *, cwd: Path, env: Mapping[str, str],
+             stdout: int | None = subprocess.PIPE,
+             stderr: int | None = subprocess.PIPE) -> Iterator[subprocess.Popen[str]]:
+    """The real CLI as a running child. It is SIGKILLed on the way out if still running, so
+    a failed assertion never leaves a sandbox behind (Popen's own context manager would wait
+    for it forever)."""
+    with subprocess.Popen([*CLI, *args], cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                          stdout=stdout, stderr=stderr, text=True) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 @pytest.fixture(scope="session")

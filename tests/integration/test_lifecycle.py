@@ -9,11 +9,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, SECRET, Env, sandbox_sh
+from tests.conftest import SECRET, Env, launched, sandbox_sh
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +41,8 @@ def _pids_with(token: str) -> list[int]:
     return found
 
 
-def _launch(script: str, project: Path, env: Env) -> subprocess.Popen[str]:
-    return subprocess.Popen([*CLI, "-q", "--", "sh", "-c", script], cwd=project, env=env.vars,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _launch(script: str, project: Path, env: Env) -> ContextManager[subprocess.Popen[str]]:
+    return launched(["-q", "--", "sh", "-c", script], cwd=project, env=env.vars)
 
 
 def test_double_forked_daemons_do_not_survive(project: Path, env: Env) -> None:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import pytest
 import trustme
 
-from tests.conftest import CLI, Env, run_cli
+from tests.conftest import Env, launched, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -228,8 +228,8 @@ def test_publish_makes_a_server_inside_reachable_from_the_host(project: Path,
     port = _free_port()
     server = ("import socket; s = socket.create_server(('127.0.0.1', %d)); print('up', "
               "flush=True); c, _ = s.accept(); c.sendall(b'from inside:' + c.recv(10))" % port)
-    with subprocess.Popen([*CLI, "-q", "--publish", str(port), "--", "python3", "-c", server],
-                          cwd=project, env=env.vars, stdout=subprocess.PIPE, text=True) as proc:
+    with launched(["-q", "--publish", str(port), "--", "python3", "-c", server], cwd=project,
+                  env=env.vars) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
         with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
             client.sendall(b"ping")
@@ -303,10 +303,10 @@ def test_real_claude_code_reaches_its_api_through_the_allow_list(
     # shows an allowed decision for the API, which is what this checks; then the launcher
     # is stopped with SIGTERM (Claude Code keeps retrying).
     claude = claude_code / "node_modules/.bin/claude"
-    args = [*CLI, "-q", "--allow", "api.anthropic.com", "--ro", str(claude_code),
+    args = ["-q", "--allow", "api.anthropic.com", "--ro", str(claude_code),
             "--env", "ANTHROPIC_API_KEY=sk-ant-offline-test", "--", str(claude), "-p", "hi"]
-    with subprocess.Popen(args, cwd=project, env=env.vars, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+    with launched(args, cwd=project, env=env.vars, stdout=subprocess.DEVNULL,
+                  stderr=subprocess.DEVNULL) as proc:
         deadline = time.monotonic() + 90
         seen: list[dict[str, Any]] = []
         while time.monotonic() < deadline and not seen:
@@ -321,8 +321,8 @@ def test_real_claude_code_reaches_its_api_through_the_allow_list(
 def test_the_proxy_is_not_on_the_hosts_loopback(project: Path, env: Env,
                                                 upstream: Upstream) -> None:
     script = "echo up; sleep 2"
-    with subprocess.Popen([*CLI, "-q", *_filtered(upstream), "--", "sh", "-c", script],
-                          cwd=project, env=env.vars, stdout=subprocess.PIPE, text=True) as proc:
+    with launched(["-q", *_filtered(upstream), "--", "sh", "-c", script], cwd=project,
+                  env=env.vars) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
         # It lives in the sandbox's network namespace: nobody on the host, this user or
         # another, can connect to it (nothing else here listens on 3128).

@@ -3,15 +3,13 @@ and worktrees too; git stays useful; no placeholder is left behind, even after S
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, Env, sandbox_sh
+from tests.conftest import Env, launched, sandbox_sh
 
 pytestmark = pytest.mark.integration
 
@@ -130,15 +128,13 @@ def test_a_worktree_project_keeps_its_real_repositorys_hooks_read_only(repo: Pat
 def test_placeholders_are_removed_even_after_the_launcher_is_killed(repo: Path,
                                                                     env: Env) -> None:
     before = _listing(repo)
-    with subprocess.Popen([*CLI, "-q", "--", "sh", "-c", "echo up; sleep 60"], cwd=repo,
-                          env=env.vars, stdout=subprocess.PIPE, text=True) as proc:
-        try:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
-            assert (repo / "flake.nix").exists()  # the placeholder, while the sandbox runs
-            assert (repo / ".envrc").exists()
-        finally:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with launched(["-q", "--", "sh", "-c", "echo up; sleep 60"], cwd=repo,
+                  env=env.vars) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        assert (repo / "flake.nix").exists()  # the placeholder, while the sandbox runs
+        assert (repo / ".envrc").exists()
+        proc.kill()
+        proc.wait()
     deadline = time.monotonic() + 15
     while _listing(repo) != before and time.monotonic() < deadline:
         time.sleep(0.05)
