@@ -1,7 +1,9 @@
-"""Removing the protected-file placeholders from the project once the sandbox is gone.
+"""Making, then removing, the protected-file placeholders in the project.
 
-bwrap creates an empty directory in the project for each protected path that does not exist
-yet (the mount point of its read-only placeholder). The launcher removes them when the
+bwrap creates an empty directory or file in the project for each protected path that does
+not exist yet (the mount point of its read-only placeholder); the launcher makes the missing
+directories on the way to one beforehand, as bwrap must pin them (bind them over themselves)
+and only binds what exists. The launcher removes them all when the
 sandbox ends; so does a small janitor process, in its own session, that waits for bwrap to
 exit: if the launcher is killed (even with SIGKILL), the janitor still cleans up. Removal is
 ``rmdir`` only: it never follows a symlink and never removes anything that is not an empty
@@ -35,6 +37,20 @@ def _parent_fd(project: str, path: str) -> int | None:
         os.close(fd)
         fd = child
     return fd
+
+
+def make_dirs(project: str, paths: Sequence[str]) -> None:
+    """Make each missing directory (parents first) without following a symlink on the way;
+    one whose parent is no longer a plain directory is left for bwrap to refuse."""
+    for path in paths:
+        parent = _parent_fd(project, path)
+        if parent is None:
+            continue
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(os.path.basename(path), 0o755, dir_fd=parent)
+        finally:
+            os.close(parent)
 
 
 def remove_placeholders(project: str, paths: Sequence[str]) -> list[str]:

@@ -24,16 +24,14 @@ import time
 from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._janitor import placeholders_removed
+from agent_sandbox._janitor import make_dirs, placeholders_removed, remove_placeholders
 from agent_sandbox._limits import EXIT_TIMEOUT, apply_rlimits
 from agent_sandbox._netplan import hosts_file, resolv_conf
 from agent_sandbox._plan import (
     BLOCK_FD,
-    EMPTY_DIR,
-    EMPTY_FILE,
-    EMPTY_JSON,
     GIT_EXCLUDES_FD,
     HOSTS_FD,
+    PLACEHOLDER_SOURCES,
     RESOLV_FD,
     SECCOMP_FD,
     STARTED_FD,
@@ -210,9 +208,10 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
             stack.callback(os.close, fd)
         values = {WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd), STARTED_FD: str(started_write)}
         if plan.placeholders:
+            stack.callback(remove_placeholders, plan.policy.project, plan.placeholders)
+            make_dirs(plan.policy.project, plan.dirs_to_make)
             sources = placeholder_sources()
-            values.update({EMPTY_DIR: sources["dir"], EMPTY_FILE: sources["file"],
-                           EMPTY_JSON: sources["json"]})
+            values.update({PLACEHOLDER_SOURCES[kind]: path for kind, path in sources.items()})
             excludes = _memory_file(stack, git_excludes(plan.protections))
             values[GIT_EXCLUDES_FD] = str(excludes)
             passed_extra = [excludes]

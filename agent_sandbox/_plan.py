@@ -16,7 +16,7 @@ from agent_sandbox._errors import UsageError
 from agent_sandbox._host import HostLayout, Identity
 from agent_sandbox._limits import systemd_scope_argv
 from agent_sandbox._netplan import PROXY_VARIABLES, NetPlan, proxy_environment
-from agent_sandbox._policy import MountMode, NetMode, Policy
+from agent_sandbox._policy import Mount, MountMode, NetMode, Policy
 from agent_sandbox._protect import PROTECTED, Protection, created_parents
 from agent_sandbox._seccomp import Rule, default_rules
 
@@ -39,10 +39,9 @@ STARTED_FD = Placeholder("STARTED_FD")  # the write end of the "command started"
 BLOCK_FD = Placeholder("BLOCK_FD")  # bwrap waits on it until the network is served
 HOSTS_FD = Placeholder("HOSTS_FD")  # the sandbox's /etc/hosts
 RESOLV_FD = Placeholder("RESOLV_FD")  # the sandbox's /etc/resolv.conf
-EMPTY_DIR = Placeholder("EMPTY_DIR")  # placeholder sources: an empty read-only directory,
-EMPTY_FILE = Placeholder("EMPTY_FILE")  # an empty file,
-EMPTY_JSON = Placeholder("EMPTY_JSON")  # and a file holding "{}"
-_SOURCES = {"dir": EMPTY_DIR, "file": EMPTY_FILE, "json": EMPTY_JSON}
+# Placeholder sources, by kind (see _workdir.PLACEHOLDER_SOURCES): read-only, made once.
+PLACEHOLDER_SOURCES = {kind: Placeholder(f"PLACEHOLDER_{kind.upper()}")
+                       for kind in ("dir", "file", "json", "commondir")}
 GIT_EXCLUDES_FD = Placeholder("GIT_EXCLUDES_FD")  # git ignore patterns for the placeholders
 GIT_EXCLUDES = "/run/agent-sandbox/git-excludes"
 GIT_TOKEN = "/run/agent-sandbox/git-token"
@@ -106,10 +105,18 @@ class Plan(NamedTuple):
     net: NetPlan | None = None
     # Run before bwrap: systemd-run making a limited cgroup scope, or nothing.
     bwrap_prefix: tuple[str, ...] = ()
-    # Directories bwrap creates in the project for protected placeholders (deepest first),
-    # removed after the sandbox, even if the launcher is killed.
+    # What is made in the project for protected placeholders (deepest first): by bwrap, or
+    # by the launcher for the directories on the way, which are pinned. Removed after the
+    # sandbox, even if the launcher is killed.
     placeholders: tuple[str, ...] = ()
     protections: tuple[Protection, ...] = ()
+
+    @property
+    def dirs_to_make(self) -> tuple[str, ...]:
+        """The missing directories the launcher makes before bwrap pins them (parents
+        first)."""
+        made = set(self.placeholders)
+        return tuple(p.path for p in self.protections if p.mode == "pin" and p.path in made)
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -275,7 +282,7 @@ def _project_and_mounts(policy: Policy, protections: tuple[Protection, ...]) -> 
                    key=lambda m: m.path.count("/"))
     flags = {MountMode.RO: "--ro-bind", MountMode.RW: "--bind"}
     ops += [Op((flags[m.mode], m.path, m.path), m.origin) for m in binds]
-    ops += _protection_ops(protections)
+    ops += _protection_ops(protections, binds)
     if any(p.mode == "placeholder" and not _in_git_dir(p.path) for p in protections):
         ops += [Op(("--dir", os.path.dirname(GIT_EXCLUDES))),
                 Op(("--ro-bind-data", GIT_EXCLUDES_FD, GIT_EXCLUDES),
@@ -288,15 +295,20 @@ def _project_and_mounts(policy: Policy, protections: tuple[Protection, ...]) -> 
     return Section("project and extra paths", tuple(ops))
 
 
-def _protection_ops(protections: tuple[Protection, ...]) -> list[Op]:
+def _protection_ops(protections: tuple[Protection, ...], binds: list[Mount]) -> list[Op]:
     ops = []
     for p in protections:
-        if p.mode == "rw":
-            ops.append(Op(("--bind", p.path, p.path), f"protected: {p.why}"))
+        if p.mode in ("rw", "pin"):
+            # A pin re-binds a path from the host: it keeps the --ro an extra bind gave it.
+            inside = [m for m in binds if m.path == p.path or p.path.startswith(m.path + "/")]
+            ro = bool(inside) and inside[-1].mode is MountMode.RO
+            make = ("--dir", p.path) if p.mode == "pin" else ()
+            ops.append(Op((*make, "--ro-bind" if ro else "--bind", p.path, p.path),
+                          f"protected: {p.why}"))
         elif p.mode == "ro":
             ops.append(Op(("--ro-bind", p.path, p.path), f"protected: {p.why}"))
         elif p.mode == "placeholder":
-            ops.append(Op(("--ro-bind", _SOURCES[p.kind], p.path),
+            ops.append(Op(("--ro-bind", PLACEHOLDER_SOURCES[p.kind], p.path),
                           f"protected (placeholder, removed at exit): {p.why}"))
     return ops
 

@@ -58,12 +58,13 @@ _HOOKS_PATH = re.compile(r"^\s*hookspath\s*=\s*(.+?)\s*$", re.IGNORECASE)
 
 class Protection(NamedTuple):
     path: str  # absolute
-    # "ro": read-only bind over it; "rw": bind over itself (a pin); "placeholder": an empty
-    # read-only directory where nothing exists yet; "symlink": a protected name that is a
-    # symlink, which cannot be pinned (the launcher warns)
+    # "ro": read-only bind over it; "rw": bind over itself (a pin); "pin": a directory on
+    # the way to a protected path, made if missing then bound over itself; "placeholder":
+    # an empty read-only directory or file where nothing exists yet; "symlink": a protected
+    # name that is a symlink, which cannot be pinned (the launcher warns)
     mode: str
     why: str
-    kind: str = "dir"  # a placeholder's kind: "dir", "file" or "json"
+    kind: str = "dir"  # a placeholder's kind: "dir", "file", "json" or "commondir"
 
 
 def _kind(rel: str) -> str:
@@ -120,9 +121,17 @@ def _git_dir_protections(gitdir: str, worktree: str) -> Iterator[Protection]:
         path = os.path.join(common, name)
         yield Protection(path, "ro" if _lexists(path) else "placeholder",
                          f"git {name}: run or read by git on the host", _kind(name))
+    # git reads $GIT_DIR/commondir in every repository: written, it would send host git to
+    # a config (and hooks) the agent made. Missing, it is held by a file saying "." (the
+    # git dir itself), which is what its absence means; an empty one would break git.
+    commondir = os.path.join(gitdir, "commondir")
+    yield Protection(commondir, "ro" if _lexists(commondir) else "placeholder",
+                     "git commondir: where host git finds config and hooks", "commondir")
     worktree_config = os.path.join(gitdir, "config.worktree")
     if _lexists(worktree_config):
         yield Protection(worktree_config, "ro", "per-worktree git config")
+    elif _mentions(os.path.join(common, "config"), "worktreeconfig"):
+        yield Protection(worktree_config, "placeholder", "per-worktree git config", "file")
     hooks = _hooks_path(os.path.join(common, "config"), worktree)
     if hooks:
         yield Protection(hooks, "ro" if _lexists(hooks) else "placeholder",
@@ -130,6 +139,14 @@ def _git_dir_protections(gitdir: str, worktree: str) -> Iterator[Protection]:
     modules = os.path.join(common, "modules")
     for sub_gitdir in _module_gitdirs(modules):
         yield from _git_dir_protections(sub_gitdir, worktree)
+
+
+def _mentions(path: str, word: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return word in f.read().lower()
+    except OSError:
+        return False
 
 
 def _module_gitdirs(modules: str) -> Iterator[str]:
@@ -161,27 +178,30 @@ def _repository(worktree: str, project: str) -> Iterator[Protection]:
         gitdir = _gitdir_of_file(dotgit)
         if not gitdir or not os.path.isdir(gitdir):
             return
-        outside = [d for d in dict.fromkeys((gitdir, _common_dir(gitdir)))
-                   if not _is_under(d, project)]
-        # A .git file is text anyone who could write the project wrote: a directory outside
-        # the project is shown (read-write) only if it is the real git directory of this
-        # very worktree, which git records there and nothing inside the project can forge.
-        if outside and not _points_back(gitdir, dotgit):
-            return
-        for real in outside:
-            yield Protection(real, "rw", "the repository of this worktree")
+        # A .git file, and anything else in the project, is text the agent may have
+        # written: a directory outside the project is shown (read-write) only if it is the
+        # real git directory of this very worktree (see _linked_worktree). Otherwise nothing
+        # outside is bound; what lies inside is still protected.
+        if not _is_under(gitdir, project) and _linked_worktree(gitdir, dotgit):
+            yield Protection(gitdir, "rw", "the git directory of this worktree")
+            yield Protection(_common_dir(gitdir), "rw", "the repository of this worktree")
         yield from _git_dir_protections(gitdir, worktree)
 
 
-def _points_back(gitdir: str, dotgit: str) -> bool:
-    """Whether ``gitdir`` is git's worktree directory for ``dotgit`` (its ``gitdir`` file
-    names that .git file) and looks like a git directory."""
+def _linked_worktree(gitdir: str, dotgit: str) -> bool:
+    """Whether ``gitdir`` (outside the project) is what ``git worktree add`` made for
+    ``dotgit``: ``<common>/worktrees/<name>`` with a ``commondir`` of ``../..`` and a
+    ``gitdir`` file naming that .git file. Every file checked here lives outside the
+    project, so nothing the agent wrote can make an arbitrary host directory qualify."""
     try:
         with open(os.path.join(gitdir, "gitdir"), encoding="utf-8") as f:
             recorded = f.read().strip()
     except OSError:
         return False
-    return (os.path.realpath(recorded) == os.path.realpath(dotgit)
+    worktrees = os.path.dirname(gitdir)
+    return (os.path.basename(worktrees) == "worktrees"
+            and _common_dir(gitdir) == os.path.dirname(worktrees)
+            and os.path.realpath(recorded) == os.path.realpath(dotgit)
             and os.path.isfile(os.path.join(gitdir, "HEAD")))
 
 
@@ -241,30 +261,39 @@ def scan(project: str, extra: Sequence[str] = (),
     # A bind follows symlinks: a path under a symlinked directory is left out (its real
     # place is protected where it lives, if inside the project), and a protected name that
     # is itself a symlink is reported instead of bound.
-    kept = []
+    kept = {}
     for path, protection in found.items():
         if _under_symlinked_dir(path, project):
             continue
         if os.path.islink(path):
             protection = protection._replace(mode="symlink")
-        kept.append(protection)
-    return tuple(sorted(kept, key=lambda p: (p.path.count("/"), p.path)))
+        kept[path] = protection
+    # A mount point cannot be renamed, but its parent can: every directory between the
+    # project and a protected path is pinned too, or `mv .claude x && mkdir .claude` would
+    # leave the protection behind in x.
+    for path in list(kept):
+        for parent in _parents_in(path, project):
+            kept.setdefault(parent, Protection(
+                parent, "pin", "pinned: a protected path's parent cannot be renamed away"))
+    return tuple(sorted(kept.values(), key=lambda p: (p.path.count("/"), p.path)))
+
+
+def _parents_in(path: str, project: str) -> Iterator[str]:
+    current = os.path.dirname(path)
+    while _is_under(current, project) and current != project:
+        yield current
+        current = os.path.dirname(current)
 
 
 def _under_symlinked_dir(path: str, project: str) -> bool:
-    current = os.path.dirname(path)
-    while _is_under(current, project) and current != project:
-        if os.path.islink(current):
-            return True
-        current = os.path.dirname(current)
-    return False
+    return any(os.path.islink(parent) for parent in _parents_in(path, project))
 
 
 def created_parents(placeholder: str, project: str) -> list[str]:
     """The directories bwrap will create on the way to a placeholder (deepest first)."""
     missing = []
-    current = os.path.dirname(placeholder)
-    while _is_under(current, project) and current != project and not _lexists(current):
-        missing.append(current)
-        current = os.path.dirname(current)
+    for parent in _parents_in(placeholder, project):
+        if _lexists(parent):
+            break
+        missing.append(parent)
     return missing

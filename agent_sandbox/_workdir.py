@@ -230,12 +230,12 @@ def _reap_unrenamed_lock(base_fd: int, name: str) -> None:
 
 
 PLACEHOLDER_SOURCES = {"dir": (".empty", None), "file": (".empty-file", b""),
-                       "json": (".empty.json", b"{}\n")}
+                       "json": (".empty.json", b"{}\n"), "commondir": (".git-commondir", b".\n")}
 
 
 def placeholder_sources() -> dict[str, str]:
     """The read-only sources bound over protected paths that do not exist yet, kept in the
-    private base dir: kind ("dir", "file", "json") -> path. Checked before every use."""
+    private base dir: kind (see PLACEHOLDER_SOURCES) -> path. Checked before every use."""
     base = _base_dir()
     base_fd = _open_base(base)
     try:

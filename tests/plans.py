@@ -10,12 +10,10 @@ from pathlib import Path
 
 from agent_sandbox._bwrap import find_bwrap
 from agent_sandbox._host import current_identity, probe_layout
-from agent_sandbox._janitor import remove_placeholders
+from agent_sandbox._janitor import make_dirs, remove_placeholders
 from agent_sandbox._plan import (
-    EMPTY_DIR,
-    EMPTY_FILE,
-    EMPTY_JSON,
     GIT_EXCLUDES_FD,
+    PLACEHOLDER_SOURCES,
     SECCOMP_FD,
     WORKDIR,
     Op,
@@ -57,6 +55,7 @@ def run_plan(plan: Plan, tmp: Path, mutate: Mutation = lambda op: (op,),
                          seccomp=plan.seccomp if rules is None else rules)
     workdir = tmp / "plan-workdir"
     workdir.mkdir(exist_ok=True)
+    make_dirs(plan.policy.project, plan.dirs_to_make)
     sources = placeholder_sources()
     excludes = os.memfd_create("excludes")
     os.write(excludes, git_excludes(plan.protections).encode())
@@ -64,9 +63,8 @@ def run_plan(plan: Plan, tmp: Path, mutate: Mutation = lambda op: (op,),
     try:
         with seccomp_program(plan.seccomp) as fd:
             argv = plan.bwrap_args({WORKDIR: str(workdir), SECCOMP_FD: str(fd),
-                                    EMPTY_DIR: sources["dir"], EMPTY_FILE: sources["file"],
-                                    EMPTY_JSON: sources["json"],
-                                    GIT_EXCLUDES_FD: str(excludes)})
+                                    GIT_EXCLUDES_FD: str(excludes),
+                                    **{PLACEHOLDER_SOURCES[k]: v for k, v in sources.items()}})
             return subprocess.run([find_bwrap(os.environ), *argv],
                                   env=dict(plan.env if environ is None else environ),
                                   pass_fds=(fd, excludes), capture_output=True, text=True,

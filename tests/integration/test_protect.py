@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, launched, sandbox_sh
+from agent_sandbox._plan import Op
+from tests.conftest import SECRET, Env, launched, sandbox_sh
+from tests.plans import plan_for, run_plan
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +82,11 @@ ATTACKS = {
     "pre-commit config": "echo 'repos: []' > .pre-commit-config.yaml",
     "husky (existing)": "echo evil > .husky/pre-commit",
     ".git renamed away": "mv .git .git-old && mkdir .git",
+    "git commondir": "echo ../elsewhere > .git/commondir",
+    "nested repo commondir": "echo /tmp > vendor/lib/.git/commondir",
+    ".claude renamed away": "mv .claude .c2 && mkdir .claude && echo '{}' > .claude/x.json",
+    "nested repo's directory renamed away": "mv vendor/lib vendor/lib.old",
+    "nested repo's parent renamed away": "mv vendor vendor.old",
     "sandbox config (existing)": "echo 'net = \"host\"' > .agent-sandbox.toml",
 }
 
@@ -183,15 +191,68 @@ def test_a_token_file_lets_git_authenticate_over_https(repo: Path, env: Env,
     assert token.read_text() == "ghp_example_token\n"
 
 
+def _without_pins(op: Op) -> Sequence[Op]:
+    return () if "parent cannot be renamed" in op.why else (op,)
+
+
+def test_renaming_a_protected_paths_parent_is_refused_and_matters(project: Path, env: Env,
+                                                                  tmp_path: Path) -> None:
+    # .claude is made by the launcher on the way to its placeholders, and pinned.
+    script = ("mkdir -p .claude/agents && echo ok > .claude/agents/a.md && echo WROTE; "
+              "mv .claude .c2 && mkdir .claude && echo '{}' > .claude/settings.json && "
+              "echo SWAPPED")
+    done = sandbox_sh(script, cwd=project, env=env.vars)
+    assert "WROTE" in done.stdout and "SWAPPED" not in done.stdout, done.stderr
+    assert (project / ".claude" / "agents" / "a.md").read_text() == "ok\n"
+    assert not (project / ".claude" / "settings.json").exists()
+    # The same plan without the pins: the rename works and the protection is left behind.
+    done = run_plan(plan_for(project, env.vars, ["sh", "-c", script]), tmp_path, _without_pins)
+    assert "SWAPPED" in done.stdout, done.stderr
+    assert (project / ".claude" / "settings.json").read_text() == "{}\n"
+
+
+def test_without_its_placeholder_commondir_sends_host_git_elsewhere(repo: Path, env: Env,
+                                                                    tmp_path: Path) -> None:
+    script = "echo . > .git/commondir && echo WRITTEN"
+    assert "WRITTEN" not in sandbox_sh(script, cwd=repo, env=env.vars).stdout
+    assert not (repo / ".git" / "commondir").exists()  # the placeholder is gone again
+    plan = plan_for(repo, env.vars, ["sh", "-c", script])
+    done = run_plan(plan, tmp_path, lambda op: () if "commondir" in op.why else (op,))
+    assert "WRITTEN" in done.stdout, done.stderr
+
+
+def test_a_forged_worktree_cannot_bind_a_host_directory(project: Path, env: Env,
+                                                        tmp_path: Path) -> None:
+    # Everything here is project content the agent could have written in an earlier session:
+    # sub/.git names fake/ as its git dir, and fake/commondir names a directory outside.
+    outside = tmp_path / "outside"
+    (outside / "secret").mkdir(parents=True)
+    (outside / "secret" / "id_rsa").write_text(SECRET)
+    (project / "sub").mkdir()
+    (project / "sub" / ".git").write_text("gitdir: ../fake\n")
+    (project / "fake").mkdir()
+    (project / "fake" / "gitdir").write_text(f"{project}/sub/.git\n")
+    (project / "fake" / "HEAD").write_text("ref: refs/heads/main\n")
+    (project / "fake" / "commondir").write_text(f"{outside}\n")
+    script = f"cat {outside}/secret/id_rsa; touch {outside}/secret/planted && echo PLANTED"
+    done = sandbox_sh(script, cwd=project, env=env.vars)
+    assert SECRET not in done.stdout and "PLANTED" not in done.stdout, done.stderr
+    assert sorted(p.name for p in outside.rglob("*")) == ["id_rsa", "secret"]
+    # Nothing outside is even planned (a real linked worktree's repository still is: see
+    # test_a_worktree_project_keeps_its_real_repositorys_hooks_read_only).
+    protections = plan_for(project, env.vars, ["true"]).protections
+    assert not [p.path for p in protections if p.path.startswith(str(outside))]
+
+
 def test_placeholder_cleanup_never_follows_a_swapped_directory(project: Path, env: Env,
                                                                tmp_path: Path) -> None:
-    # .claude is created by bwrap for its placeholders; inside, the agent moves it away and
-    # puts a symlink to a host directory with an empty file of the same name in its place.
+    # Without the pins (the defence above), the agent could move .claude away and put a
+    # symlink to a host directory holding an empty file of the same name in its place.
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "settings.json").write_text("")
     (victim / "commands").mkdir()
     script = f"mv .claude .claude-moved && ln -s {victim} .claude && echo SWAPPED"
-    done = sandbox_sh(script, cwd=project, env=env.vars)
+    done = run_plan(plan_for(project, env.vars, ["sh", "-c", script]), tmp_path, _without_pins)
     assert "SWAPPED" in done.stdout, done.stderr
     assert (victim / "settings.json").exists() and (victim / "commands").is_dir()
