@@ -201,7 +201,11 @@ def _stricter_net(new: str, old: str) -> bool:
 
 def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
     """The project layer: tighten only, checked against what the layers below said."""
-    from agent_sandbox._limits import parse_duration, parse_size
+    from agent_sandbox._limits import DEFAULT_FSIZE, DEFAULT_NOFILE, parse_duration, parse_size
+    from agent_sandbox._policy import DEFAULT_HOME_SIZE
+
+    # Limits that are never unlimited: the project compares with the built-in value too.
+    built_in = {"nofile": DEFAULT_NOFILE, "fsize": DEFAULT_FSIZE, "home_size": DEFAULT_HOME_SIZE}
 
     for key, item in project.items():
         if key == "net":
@@ -221,6 +225,8 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
                     merged[list_key] = Value(kept, f"{merged[list_key].source}, "
                                                    f"minus {item.source}")
         else:  # a limit: may be set, or lowered, never raised
+            if key not in merged and key in built_in:
+                merged[key] = Value(str(built_in[key]), "built-in")
             if key in merged:
                 parse = parse_duration if key == "timeout" else (
                     parse_size if key in ("memory", "fsize", "home_size") else

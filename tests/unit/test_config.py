@@ -45,6 +45,10 @@ def test_layers_merge_lists_and_override_scalars(layout: tuple[Path, Path, dict[
     ('env = ["AWS_SECRET_ACCESS_KEY"]', "env would widen"),
     ("allow_nested_userns = true", "allow_nested_userns would widen"),
     ('timeout = "3h"', "would raise timeout"),
+    # Raising a built-in limit is widening too (a 900G tmpfs home eats the host's memory).
+    ('home_size = "900G"', "would raise home_size = '536870912' (built-in)"),
+    ('fsize = "900T"', "would raise fsize"),
+    ("nofile = 1048576", "would raise nofile"),
 ])
 def test_the_project_file_cannot_widen(layout: tuple[Path, Path, dict[str, str]], text: str,
                                        message: str) -> None:
@@ -61,10 +65,11 @@ def test_the_project_file_can_tighten(layout: tuple[Path, Path, dict[str, str]])
     user, project, environ = layout
     user.write_text('allow = ["a.example.com", "b.example.com"]\nnet = "filtered"\n')
     (project / ".agent-sandbox.toml").write_text(
-        'drop_allow = ["b.example.com"]\nnet = "none"\npids = 100\n')
+        'drop_allow = ["b.example.com"]\nnet = "none"\npids = 100\nhome_size = "64M"\n')
     got = effective(str(project), environ, {})
     assert got["allow"].value == ("a.example.com",)
     assert got["net"].value == "none" and got["pids"].value == "100"
+    assert got["home_size"].value == "64M"
 
 
 @pytest.mark.parametrize("text, message", [
