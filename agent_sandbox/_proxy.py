@@ -39,6 +39,7 @@ from agent_sandbox._netpolicy import (
 )
 from agent_sandbox._wire import MAX_HEAD, NeedMore, request_head, sni, split_host_port
 
+_DYNAMIC_SLOTS = 256 * 256 - 2  # 127.2.0.1 .. 127.2.255.254
 HEAD_TIMEOUT = 10.0  # seconds to send a request head or ClientHello (slowloris)
 DIAL_TIMEOUT = 10.0
 MAX_CONNECTIONS = 1024
@@ -76,11 +77,16 @@ class Network:
         self._lock = threading.Lock()
 
     def address_for(self, name: str) -> str:
-        """The name's loopback address; a wildcard match gets the next 127.2.x.y."""
+        """The name's loopback address; a wildcard match gets the next 127.2.x.y. After
+        65534 names the oldest address is given to the new name (the table stays bounded;
+        a connection to a recycled address goes to the newer name, allowed too)."""
         with self._lock:
             if name not in self.by_name:
-                address = f"{DYNAMIC_NET}.{self._next // 256}.{self._next % 256}"
+                slot = (self._next - 1) % _DYNAMIC_SLOTS + 1
+                address = f"{DYNAMIC_NET}.{slot // 256}.{slot % 256}"
                 self._next += 1
+                if address in self.by_address:
+                    del self.by_name[self.by_address[address]]
                 self.by_name[name], self.by_address[address] = address, name
             return self.by_name[name]
 
@@ -194,10 +200,12 @@ def _decide(net: Network, host: str, port: int, path: str) -> AllowEntry:
     return verdict.entry
 
 
-async def _check_tunnel(reader: asyncio.StreamReader, host: str, port: int) -> bytes:
-    """The first bytes must be TLS naming ``host`` (SNI) or an HTTP request for ``host``
-    (Host); returns them, to be sent on upstream."""
-    data = await reader.read(16 * 1024)
+async def _check_tunnel(reader: asyncio.StreamReader, host: str, port: int,
+                        data: bytes) -> bytes:
+    """The first bytes (``data``, already read, then more) must be TLS naming ``host`` (SNI)
+    or an HTTP request for ``host`` (Host); returns them, to be sent on upstream. Bounded in
+    time like a request head, so idle connections cannot pile up."""
+    data = data or await asyncio.wait_for(reader.read(16 * 1024), HEAD_TIMEOUT)
     if data[:1] == bytes([0x16]):
         data = await _read_until(reader, data, sni)
         name = sni(data)
@@ -246,11 +254,17 @@ async def _serve_proxy(net: Network, reader: asyncio.StreamReader,
         raise
     if connect:
         writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-        first = data[head.size:] + await _check_tunnel(reader, host, port)
-    else:  # an absolute URL: forwarded in origin form, without the proxy's own headers
+        # Bytes sent along with the CONNECT head are checked like any others.
+        first = await _check_tunnel(reader, host, port, data[head.size:])
+    else:
+        # An absolute URL: forwarded in origin form, without the proxy's own headers, with
+        # the Host the policy checked (not one naming another site behind the same address)
+        # and for this one request only (a next one on the connection is never seen).
         headers = "".join(f"{k}: {v}\r\n" for k, v in head.headers
-                          if not k.lower().startswith("proxy-"))
-        first = (f"{head.method} /{rest} {head.version}\r\n{headers}\r\n").encode()
+                          if not k.lower().startswith("proxy-")
+                          and k.lower() not in ("host", "connection", "keep-alive"))
+        first = (f"{head.method} /{rest} {head.version}\r\nHost: {authority}\r\n{headers}"
+                 "Connection: close\r\n\r\n").encode()
         first += data[head.size:]
     try:
         up_r, up_w, _ = await _dial(net, entry, host, port, "proxy")
@@ -273,7 +287,7 @@ async def _serve_transparent(net: Network, port: int, reader: asyncio.StreamRead
     if expected is None:
         raise Denied(f"{destination} is not an allowed name's address", destination, port)
     entry = _decide(net, expected, port, "transparent")
-    data = await _check_tunnel(reader, expected, port)
+    data = await _check_tunnel(reader, expected, port, b"")
     up_r, up_w, _ = await _dial(net, entry, expected, port, "transparent")
     await _pipe_both(reader, writer, up_r, up_w, data)
 

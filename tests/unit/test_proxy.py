@@ -108,3 +108,64 @@ def test_an_allowed_name_is_resolved_once_and_dialled_at_the_vetted_address(
     assert reply.startswith(b"HTTP/1.1 200")
     assert b"upstream:GET / HTTP/1.1" in reply
     assert resolver.calls == ["private.test"]
+
+
+def test_an_absolute_url_is_sent_with_the_checked_host_for_one_request(
+    proxy: tuple[int, Resolver, Network], echo: int
+) -> None:
+    port, resolver, _ = proxy
+    resolver.answers["private.test"] = "127.0.0.1"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET http://private.test:{echo}/x HTTP/1.1\r\nHost: fronted.example\r\n"
+                  "Connection: keep-alive\r\n\r\n".encode())
+        reply = s.recv(1000).decode()
+    assert reply.startswith("upstream:GET /x HTTP/1.1\r\n")
+    assert f"Host: private.test:{echo}\r\n" in reply and "fronted" not in reply
+    assert "Connection: close\r\n" in reply and "keep-alive" not in reply
+
+
+def test_bytes_sent_with_the_connect_head_are_checked(
+    proxy: tuple[int, Resolver, Network], echo: int
+) -> None:
+    port, resolver, _ = proxy
+    resolver.answers["private.test"] = "127.0.0.1"
+    target = f"private.test:{echo}"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: evil.test\r\n\r\n"
+                  .encode())
+        reply = s.recv(1000)
+        reply += s.recv(1000)
+    assert reply.startswith(b"HTTP/1.1 200") and b"upstream:" not in reply
+    # Control: the same single packet naming the right host goes through, without waiting.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: private.test\r\n"
+                  "\r\n".encode())
+        reply = b""
+        while b"upstream:" not in reply and (chunk := s.recv(1000)):
+            reply += chunk
+    assert b"upstream:GET / HTTP/1.1" in reply
+
+
+def test_a_tunnel_that_never_speaks_is_closed(proxy: tuple[int, Resolver, Network],
+                                              echo: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    port, resolver, _ = proxy
+    monkeypatch.setattr("agent_sandbox._proxy.HEAD_TIMEOUT", 0.5)
+    resolver.answers["private.test"] = "127.0.0.1"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"CONNECT private.test:{echo} HTTP/1.1\r\n\r\n".encode())
+        assert s.recv(1000).startswith(b"HTTP/1.1 200")
+        assert s.recv(1000) == b""  # closed by the proxy, not by this 10 s timeout
+
+
+def test_wildcard_addresses_stay_bounded_and_valid(tmp_path: Path) -> None:
+    log = DecisionLog("test", str(tmp_path / "log.jsonl"))
+    net = Network((parse_allow("*.example.com"),), (), log)
+    first = net.address_for("n0.example.com")
+    names = [f"n{i}.example.com" for i in range(1, 70000)]
+    addresses = {net.address_for(name) for name in names}
+    log.close()
+    assert len(addresses) == 256 * 256 - 2 and first in addresses
+    assert all(0 <= int(part) <= 255 for a in addresses for part in a.split("."))
+    assert len(net.by_name) == len(net.by_address) == 256 * 256 - 2
+    assert net.by_address[first] != "n0.example.com"  # recycled for a newer name
