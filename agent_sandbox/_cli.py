@@ -258,7 +258,8 @@ def _run(argv: Sequence[str] | None) -> int:
                  "could replace it, and host tools would then run what it wrote")
     if identity.uid == 0 and not args.quiet:
         _say(f"notice: called as root: the command runs as uid {identity.inside_uid} with no "
-             "capabilities, but files only root may read stay readable where they are visible")
+             "capabilities, but it is still host root to file permissions: what only root "
+             "may read stays readable, and root's files stay writable in writable paths")
     if args.verbose:
         _say(f"project {policy.project} (read-write), network {policy.net.value}, "
              f"layout {view.layout.kind.value}, bwrap {bwrap}")

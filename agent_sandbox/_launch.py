@@ -39,6 +39,7 @@ from agent_sandbox._plan import (
     Plan,
     git_excludes,
 )
+from agent_sandbox._protect import new_repository_risks
 from agent_sandbox._seccomp_cache import seccomp_program
 from agent_sandbox._workdir import placeholder_sources, work_dir
 
@@ -273,6 +274,11 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
         summary = net.summary() if net is not None else None
         if summary and not quiet:
             print(f"agent-sandbox: {summary}", file=sys.stderr)
+        if plan.protections:
+            for risk in new_repository_risks(plan.policy.project, plan.protections):
+                print("agent-sandbox: warning: the command made a git repository that host "
+                      f"git would run code from: {risk}; check it before using git there or "
+                      "in the project", file=sys.stderr)
         if plan.reports_start and not _started(started_read):
             raise _failed_to_start(bwrap, status)
     return status

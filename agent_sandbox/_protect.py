@@ -22,6 +22,7 @@ symlink out of the project for a protected path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -276,6 +277,41 @@ def scan(project: str, extra: Sequence[str] = (),
             kept.setdefault(parent, Protection(
                 parent, "pin", "pinned: a protected path's parent cannot be renamed away"))
     return tuple(sorted(kept.values(), key=lambda p: (p.path.count("/"), p.path)))
+
+
+# What `git init` and `git clone` write in a repository's config: anything else in one the
+# command made may be a program host git would run (core.fsmonitor, core.sshCommand, ...).
+_PLAIN_CONFIG = re.compile(
+    r"^\s*(\[(core|remote \"[^\"]*\"|branch \"[^\"]*\"|extensions)\]|repositoryformatversion|"
+    r"filemode|bare|logallrefupdates|ignorecase|precomposeunicode|symlinks|url|fetch|remote|"
+    r"merge|objectformat)\s*(=|$)", re.IGNORECASE)
+
+
+def new_repository_risks(project: str, protections: Sequence[Protection]) -> list[str]:
+    """Repositories the command made in the project (not there at launch) whose config or
+    hooks would make host git run something: host git enters them on its own (a gitlink
+    added to the project's index makes `git status` there run in them)."""
+    known = {os.path.dirname(p.path) for p in protections if os.path.basename(p.path) == ".git"}
+    found = []
+    for worktree in sorted(_worktrees(project)):
+        dotgit = os.path.join(worktree, ".git")
+        if worktree in known or not os.path.isdir(dotgit) or os.path.islink(dotgit):
+            continue
+        risky = []
+        try:
+            with open(os.path.join(dotgit, "config"), encoding="utf-8", errors="replace") as f:
+                risky += [line.strip() for line in f
+                          if line.strip() and not line.lstrip().startswith(("#", ";"))
+                          and not _PLAIN_CONFIG.match(line)]
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            risky += [f"hook {e.name}" for e in os.scandir(os.path.join(dotgit, "hooks"))
+                      if not e.name.endswith(".sample")]
+        if risky:
+            found.append(f"{os.path.relpath(worktree, project)}/ ({'; '.join(risky[:3])}"
+                         f"{'; ...' if len(risky) > 3 else ''})")
+    return found
 
 
 def _parents_in(path: str, project: str) -> Iterator[str]:

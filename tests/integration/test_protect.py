@@ -256,3 +256,18 @@ def test_placeholder_cleanup_never_follows_a_swapped_directory(project: Path, en
     done = run_plan(plan_for(project, env.vars, ["sh", "-c", script]), tmp_path, _without_pins)
     assert "SWAPPED" in done.stdout, done.stderr
     assert (victim / "settings.json").exists() and (victim / "commands").is_dir()
+
+
+def test_a_repository_made_inside_with_host_run_config_is_reported(repo: Path,
+                                                                   env: Env) -> None:
+    # Protections are computed at launch; a repository made during the session (and added
+    # as a gitlink, so host `git status` enters it) is the command's to configure.
+    script = ("git init -q evil && git -C evil commit -q --allow-empty -m x && "
+              "git -C evil config core.fsmonitor 'touch PWNED' && "
+              "git init -q plain && git -C plain remote add origin https://example.com/x && "
+              "git add evil && echo MADE")
+    done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
+    assert "MADE" in done.stdout, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "made a git repository" in line]
+    assert len(warnings) == 1 and "evil/ (fsmonitor = touch PWNED)" in warnings[0], warnings
+    assert not (repo / "PWNED").exists()
