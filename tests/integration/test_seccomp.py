@@ -214,11 +214,12 @@ def test_without_the_filter_tiocsti_does_inject(project: Path, env: Env,
     plan = plan_for(project, env.vars, ["python3", "-c", _tiocsti_attack("plain")])
     workdir = tmp_path / "w"
     workdir.mkdir()
-    # Without the launcher: no start pipe, and no operation needing a value only the
-    # launcher has (the seccomp fd; the placeholders of protected files, irrelevant here).
+    # Without the launcher: no start pipe, and no operation needing a value or a directory
+    # only the launcher provides (the seccomp fd; the protected files, irrelevant here).
     plan = plan._replace(starter=(), sections=tuple(
-        Section(s.title, tuple(op for op in s.ops if not any(
-            isinstance(w, Placeholder) and w is not WORKDIR for w in op.words)))
+        Section(s.title, tuple(op for op in s.ops if not op.why.startswith("protected") and not
+                               any(isinstance(w, Placeholder) and w is not WORKDIR
+                                   for w in op.words)))
         for s in plan.sections))
     argv = plan.bwrap_args({WORKDIR: str(workdir)})
     script = tmp_path / "raw.sh"
