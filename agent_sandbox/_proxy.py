@@ -37,6 +37,7 @@ from agent_sandbox._netpolicy import (
     match,
     normalise_name,
 )
+from agent_sandbox._relay import relay
 from agent_sandbox._wire import MAX_HEAD, NeedMore, request_head, sni, split_host_port
 
 _DYNAMIC_SLOTS = 256 * 256 - 2  # 127.2.0.1 .. 127.2.255.254
@@ -136,17 +137,6 @@ async def _read_until(reader: asyncio.StreamReader, data: bytes, parse: object) 
         data += chunk
 
 
-async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await reader.read(BUFFER):
-            writer.write(chunk)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        pass
-
-
 async def _dial(net: Network, entry: AllowEntry, host: str, port: int,
                 path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
     """Resolve (or take the pin), vet the address, dial it: no second lookup."""
@@ -185,10 +175,8 @@ async def _dial(net: Network, entry: AllowEntry, host: str, port: int,
 async def _pipe_both(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
                      up_r: asyncio.StreamReader, up_w: asyncio.StreamWriter,
                      first: bytes) -> None:
-    if first:
-        up_w.write(first)
     try:
-        await asyncio.gather(_splice(client_r, up_w), _splice(up_r, client_w))
+        await relay((client_r, client_w), (up_r, up_w), first)
     finally:
         up_w.close()
 

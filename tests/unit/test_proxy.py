@@ -4,6 +4,8 @@ resolver: a denied name never causes a lookup; answers in refused ranges are nev
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -169,3 +171,47 @@ def test_wildcard_addresses_stay_bounded_and_valid(tmp_path: Path) -> None:
     assert all(0 <= int(part) <= 255 for a in addresses for part in a.split("."))
     assert len(net.by_name) == len(net.by_address) == 256 * 256 - 2
     assert net.by_address[first] != "n0.example.com"  # recycled for a newer name
+
+
+def test_a_tunnel_moves_every_byte_both_ways_and_passes_half_closes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The upstream speaks first (its greeting may be read before the relay takes over),
+    # then reads to the end of the client's direction, then answers with a digest of it.
+    server = socket.create_server(("127.0.0.1", 0))
+    payload = os.urandom(8 * 1024 * 1024)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"greeting;")
+            got = bytearray()
+            while chunk := conn.recv(1 << 20):
+                got += chunk
+            conn.sendall(b"got:" + hashlib.sha256(bytes(got)).hexdigest().encode())
+
+    threading.Thread(target=serve, daemon=True).start()
+    upstream = server.getsockname()[1]
+    resolver = Resolver()
+    resolver.answers["private.test"] = "127.0.0.1"
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", resolver.getaddrinfo)
+    log = DecisionLog("test", str(tmp_path / "log.jsonl"))
+    net = Network((parse_allow(f"private.test:{upstream}", private=True),), (), log)
+    listener = socket.create_server(("127.0.0.1", 0))
+    head = b"GET / HTTP/1.1\r\nHost: private.test\r\n\r\n"
+    try:
+        with serving(net, Listeners(proxy=listener), (), lambda: socket.socket()), \
+                socket.create_connection(listener.getsockname(), timeout=20) as s:
+            s.sendall(f"CONNECT private.test:{upstream} HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(1000).startswith(b"HTTP/1.1 200")
+            s.sendall(head + payload)
+            s.shutdown(socket.SHUT_WR)
+            reply = bytearray()
+            while chunk := s.recv(1 << 16):
+                reply += chunk
+    finally:
+        listener.close()
+        server.close()
+        log.close()
+    digest = hashlib.sha256(head + payload).hexdigest().encode()
+    assert bytes(reply) == b"greeting;got:" + digest
