@@ -98,8 +98,11 @@ async def relay(client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     upstream[1].write(first)
     from_client = await _set_aside(*client)
     from_upstream = await _set_aside(*upstream)
+    sockets = [w.get_extra_info("socket") for _, w in (client, upstream)]
+    if None in sockets:
+        return  # a side is already gone
     # Own fds: the loop refuses callbacks on an fd a transport owns (set aside, not closed).
-    ends = [os.dup(w.get_extra_info("socket").fileno()) for _, w in (client, upstream)]
+    ends = [os.dup(s.fileno()) for s in sockets]
     try:
         await asyncio.gather(_one_way(loop, ends[0], ends[1], from_client),
                              _one_way(loop, ends[1], ends[0], from_upstream))
