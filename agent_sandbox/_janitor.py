@@ -6,8 +6,8 @@ directories on the way to one beforehand, as bwrap must pin them (bind them over
 and only binds what exists. The launcher removes them all when the
 sandbox ends; so does a small janitor process, in its own session, that waits for bwrap to
 exit: if the launcher is killed (even with SIGKILL), the janitor still cleans up. Removal is
-``rmdir`` only: it never follows a symlink and never removes anything that is not an empty
-directory, so it cannot touch the user's files.
+``rmdir`` of an empty directory or ``unlink`` of an empty file, reached from the project
+without following a symlink, so it cannot touch the user's files.
 """
 
 from __future__ import annotations

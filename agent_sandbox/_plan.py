@@ -300,10 +300,10 @@ def _protection_ops(protections: tuple[Protection, ...], binds: list[Mount]) -> 
     for p in protections:
         if p.mode in ("rw", "pin"):
             # A pin re-binds a path from the host: it keeps the --ro an extra bind gave it.
+            # (A missing pinned directory is made by the launcher: bwrap binds what exists.)
             inside = [m for m in binds if m.path == p.path or p.path.startswith(m.path + "/")]
             ro = bool(inside) and inside[-1].mode is MountMode.RO
-            make = ("--dir", p.path) if p.mode == "pin" else ()
-            ops.append(Op((*make, "--ro-bind" if ro else "--bind", p.path, p.path),
+            ops.append(Op(("--ro-bind" if ro else "--bind", p.path, p.path),
                           f"protected: {p.why}"))
         elif p.mode == "ro":
             ops.append(Op(("--ro-bind", p.path, p.path), f"protected: {p.why}"))

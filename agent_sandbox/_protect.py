@@ -60,7 +60,8 @@ _HOOKS_PATH = re.compile(r"^\s*hookspath\s*=\s*(.+?)\s*$", re.IGNORECASE)
 class Protection(NamedTuple):
     path: str  # absolute
     # "ro": read-only bind over it; "rw": bind over itself (a pin); "pin": a directory on
-    # the way to a protected path, made if missing then bound over itself; "placeholder":
+    # the way to a protected path, bound over itself (the launcher makes it if missing);
+    # "placeholder":
     # an empty read-only directory or file where nothing exists yet; "symlink": a protected
     # name that is a symlink, which cannot be pinned (the launcher warns)
     mode: str
@@ -326,7 +327,8 @@ def _under_symlinked_dir(path: str, project: str) -> bool:
 
 
 def created_parents(placeholder: str, project: str) -> list[str]:
-    """The directories bwrap will create on the way to a placeholder (deepest first)."""
+    """The missing directories on the way to a placeholder (deepest first), which the
+    launcher makes and pins."""
     missing = []
     for parent in _parents_in(placeholder, project):
         if _lexists(parent):

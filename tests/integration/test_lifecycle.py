@@ -94,6 +94,9 @@ def test_launcher_sigkill_kills_the_command_and_the_next_launch_reaps(
         proc.kill()
         proc.wait()
     assert _wait_for(lambda: not _pids_with(f"sleep\0{token}")), "the command survived"
+    # The janitor removed what was made in the (empty) project: placeholders and the
+    # pinned .claude directory the launcher made for them.
+    assert _wait_for(lambda: not any(project.iterdir())), list(project.iterdir())
     assert env.workdirs() == stale  # nobody cleaned up yet
     assert sandbox_sh("true", cwd=project, env=env.vars).returncode == 0
     assert env.workdirs() == []

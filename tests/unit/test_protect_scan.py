@@ -42,6 +42,11 @@ def test_repositories_nested_worktrees_and_hooks_path(tmp_path: Path) -> None:
     assert modes["third_party/lib/.git/hooks"][0] == "ro"
     assert modes["third_party/lib/.envrc"][0] == "placeholder"
     assert "third_party/lib/shell.nix" not in modes
+    # Parents of protected paths are pinned (a mount point's parent could be renamed away).
+    assert modes["third_party"][0] == modes["third_party/lib"][0] == "pin"
+    assert modes[".claude"][0] == "pin" and modes[".claude/settings.json"][0] == "placeholder"
+    assert modes[".git/commondir"] == ("placeholder", "commondir")
+    assert modes["third_party/lib/.git/commondir"] == ("placeholder", "commondir")
     assert not any(k.startswith("node_modules") for k in modes)  # caches are not searched
 
 
@@ -89,6 +94,23 @@ def test_a_forged_git_file_never_exposes_a_host_directory(tmp_path: Path) -> Non
     paths = {p.path for p in scan(str(project))}
     assert not any(path.startswith(str(secrets)) for path in paths)
     assert str(project / ".git") in paths  # the .git file itself is read-only
+
+
+def test_a_forged_commondir_never_exposes_a_host_directory(tmp_path: Path) -> None:
+    # The .git file and the git dir it names are both project content: the git dir's
+    # "gitdir" file points back and its commondir names a host directory.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    project = tmp_path / "p"
+    (project / "sub").mkdir(parents=True)
+    (project / "fake").mkdir()
+    (project / "sub" / ".git").write_text("gitdir: ../fake\n")
+    (project / "fake" / "gitdir").write_text(f"{project}/sub/.git\n")
+    (project / "fake" / "HEAD").write_text("ref: refs/heads/main\n")
+    (project / "fake" / "commondir").write_text(f"{outside}\n")
+    modes = _modes(project)
+    assert not any(path.startswith("../") for path in modes)
+    assert modes["fake/commondir"][0] == "ro"  # and it cannot be pointed elsewhere
 
 
 def test_a_hooks_path_outside_the_project_is_not_bound(tmp_path: Path) -> None:
