@@ -73,16 +73,20 @@ def _blocked_signals(ignore_terminal: bool) -> Iterator[None]:
 
 
 def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int, ...],
-           keep_ignored: bool, prefix: tuple[str, ...] = ()) -> int:
-    """posix_spawn bwrap with a clean signal state and only stdio plus ``keep_fds`` open.
+           keep_ignored: bool, prefix: tuple[str, ...] = (),
+           moves: tuple[tuple[int, int], ...] = ()) -> int:
+    """posix_spawn bwrap with a clean signal state and only stdio plus ``keep_fds`` open,
+    and each ``(fd, number)`` of ``moves`` open as ``number``.
 
     With ``keep_ignored``, SIGINT and SIGQUIT stay ignored in bwrap (the plan's command
     prefix restores them for the command).
     """
-    actions: list[tuple[int, int] | tuple[int, int, int]] = []
+    actions: list[tuple[int, int] | tuple[int, int, int]] = [
+        (os.POSIX_SPAWN_DUP2, fd, number) for fd, number in moves]
+    kept = {*keep_fds, *(number for _, number in moves)}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd > 2 and fd not in keep_fds:
+        if fd > 2 and fd not in kept:
             # Whatever the caller left open (a shell's fds, an editor's sockets) must not
             # reach the sandbox; closing an fd listdir itself used is harmless.
             actions.append((os.POSIX_SPAWN_CLOSE, fd))
@@ -98,6 +102,12 @@ def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int
         setsigmask=(),
         setsigdef=(*(_ENDING if keep_ignored else _FORWARDED), *_RESET_TO_DEFAULT),
     )
+
+
+def _shell_fd(fd: int, taken: list[int]) -> int:
+    """A number for ``fd`` that ``sh`` can redirect: dash reads only one digit. Every fd but
+    the passed ones is closed in bwrap, and at most six are passed, so one is free."""
+    return fd if fd < 10 else next(n for n in range(3, 10) if n not in taken)
 
 
 def _read_child_pid(status_fd: int) -> int | None:
@@ -207,7 +217,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
         started_read, started_write = os.pipe()
         for fd in (status_read, started_read):
             stack.callback(os.close, fd)
-        values = {WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd), STARTED_FD: str(started_write)}
+        values = {WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd)}
         if plan.placeholders:
             stack.callback(remove_placeholders, plan.policy.project, plan.placeholders)
             make_dirs(plan.policy.project, plan.dirs_to_make)
@@ -218,7 +228,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
             passed_extra = [excludes]
         else:
             passed_extra = []
-        passed = [status_write, seccomp_fd, started_write, *passed_extra]
+        passed = [status_write, seccomp_fd, *passed_extra]
         block_write = -1
         if plan.net is not None:
             # bwrap waits on the block pipe, after its setup and before the command, until
@@ -231,6 +241,13 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
                 values[HOSTS_FD] = str(_memory_file(stack, hosts_file(plan.net.entries)))
                 values[RESOLV_FD] = str(_memory_file(stack, resolv_conf()))
                 passed += [int(values[HOSTS_FD]), int(values[RESOLV_FD])]
+        # The start script writes to this one from sh (a caller such as `nix develop` may
+        # leave so many fds open that ours get two digits).
+        started_inside = _shell_fd(started_write, passed)
+        values[STARTED_FD] = str(started_inside)
+        moves = ((started_write, started_inside),) if started_inside != started_write else ()
+        if not moves:
+            passed.append(started_write)
         args = ["--json-status-fd", str(status_write), *plan.bwrap_args(values)]
         if plan.policy.agent_home:
             from agent_sandbox._presets import load, prepare_home
@@ -240,7 +257,8 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
         apply_rlimits(plan.policy.limits)
         try:
             pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
-                         keep_ignored=plan.shield_terminal_signals, prefix=plan.bwrap_prefix)
+                         keep_ignored=plan.shield_terminal_signals, prefix=plan.bwrap_prefix,
+                         moves=moves)
         except OSError as e:
             raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None
         finally:

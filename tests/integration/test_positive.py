@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import INSIDE_UID, Env, run_cli, sandbox_sh
+from tests.conftest import CLI, INSIDE_UID, Env, run_cli, sandbox_sh
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +136,17 @@ def test_config_files_shape_the_sandbox(project: Path, env: Env) -> None:
     assert "SUCCEEDED" not in sandbox_sh("(echo 'hide = []' > .agent-sandbox.toml) 2>/dev/null"
                                          " && echo SUCCEEDED; true", cwd=project,
                                          env=env.vars).stdout
+
+
+@pytest.mark.parametrize("net", [["--net", "none"], ["--allow", "example.com"]])
+def test_a_caller_with_many_open_fds(project: Path, env: Env, net: list[str]) -> None:
+    # `nix develop` leaves fds open, so the launcher's own get two-digit numbers; the
+    # start script runs in sh (dash), which redirects to one-digit fds only.
+    hold = " ".join(f"{fd}</dev/null" for fd in range(3, 16))
+    done = subprocess.run(["bash", "-c", f'exec {hold}; exec "$@"', "bash", *CLI, "-q", *net,
+                           "--", "sh", "-c", "echo started; ls /proc/self/fd | wc -l"],
+                          cwd=project, env=env.vars, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    started, count = done.stdout.split()
+    assert started == "started"
+    assert int(count) <= 5  # stdio, ls's directory fd, and nothing the caller held
