@@ -169,28 +169,24 @@ def _seccomp() -> list[Finding]:
 
 
 def _cgroup() -> Finding:
+    """Which way --memory/--pids/--cpus take here (``_limits.cgroup_way``), or why none."""
+    from agent_sandbox._cgroup import FIX, NOT_UNIFIED, hierarchy, parse_mountinfo
+    from agent_sandbox._limits import cgroup_way
+
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            mounts = [line.split() for line in f]
+            mode = hierarchy(parse_mountinfo(f.read()))
     except OSError:
-        mounts = []
-    v2_points = [m[4] for m in mounts if "-" in m and m[m.index("-") + 1 :][:1] == ["cgroup2"]]
-    unified = "/sys/fs/cgroup" in v2_points
-    mode = "unified (v2)" if unified else ("hybrid (v1 + v2)" if v2_points else "v1 only")
-    if not unified:
-        return Finding("cgroup v2", INFO, f"{mode}: memory/pids/cpu limits are unavailable here",
-                       "boot with systemd.unified_cgroup_hierarchy=1 to use resource limits")
-    own = ""
-    try:
-        with open("/proc/self/cgroup", encoding="utf-8") as f:
-            own = next((ln.strip()[3:] for ln in f if ln.startswith("0::")), "")
-    except OSError:
-        pass
-    path = "/sys/fs/cgroup" + own
-    delegated = os.access(path, os.W_OK) and os.access(os.path.join(path, "cgroup.procs"), os.W_OK)
-    return Finding("cgroup v2", OK if delegated else INFO,
-                   f"{mode}; own cgroup {own or '?'} " + ("delegated" if delegated else
-                                                          "not delegated to you"))
+        mode = "unknown"
+    way = cgroup_way(os.environ)
+    if way.parent:
+        return Finding("cgroup v2", OK, f"{mode}; limits: a cgroup in the delegated {way.parent}")
+    if way.systemd_run:
+        return Finding("cgroup v2", OK, f"{mode}; limits: a systemd-run --user scope")
+    fix = ("boot with systemd.unified_cgroup_hierarchy=1 to use resource limits"
+           if way.why_not == NOT_UNIFIED else FIX)
+    return Finding("cgroup v2", INFO, f"{mode}; memory/pids/cpu limits are unavailable here: "
+                   f"{way.why_not}", fix)
 
 
 def collect() -> list[Finding]:

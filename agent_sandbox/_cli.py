@@ -76,8 +76,8 @@ def _parser() -> _Parser:
     p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                    help="pass one variable in: its host value, or VALUE (repeatable)")
     limits = p.add_argument_group("limits")
-    limits.add_argument("--memory", metavar="SIZE", help="memory cap, e.g. 4G (cgroup v2 via "
-                        "systemd-run --user; refused where unavailable)")
+    limits.add_argument("--memory", metavar="SIZE", help="memory cap, e.g. 4G (cgroup v2: a "
+                        "delegated cgroup or systemd-run --user; refused where unavailable)")
     limits.add_argument("--pids", metavar="N", help="cap on processes and threads (cgroup v2)")
     limits.add_argument("--cpus", metavar="N", help="CPU quota in CPUs, e.g. 1.5 (cgroup v2)")
     limits.add_argument("--timeout", metavar="DURATION",

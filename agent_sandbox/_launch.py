@@ -229,15 +229,26 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
         else:
             passed_extra = []
         passed = [status_write, seccomp_fd, *passed_extra]
+        session = f"{os.getpid()}-{tmp[-12:]}"
+        cgroup = None
+        if plan.policy.cgroup_parent:
+            from agent_sandbox._cgroup import add_process, sandbox_cgroup
+
+            cgroup = stack.enter_context(sandbox_cgroup(plan.policy.limits, os.environ,
+                                                        session))
         block_write = -1
-        if plan.net is not None:
+        own_options = ["--json-status-fd", str(status_write)]
+        if plan.net is not None or cgroup is not None:
             # bwrap waits on the block pipe, after its setup and before the command, until
-            # the launcher serves the network (or dies: then the sandbox dies with it).
+            # the launcher has moved it into its cgroup and serves the network (or dies:
+            # then the sandbox dies with it).
             block_read, block_write = os.pipe()
             stack.callback(os.close, block_write)
             values[BLOCK_FD] = str(block_read)
             passed.append(block_read)
-            if plan.net.filtered:
+            if plan.net is None:
+                own_options += ["--block-fd", str(block_read)]  # the plan's is the network's
+            elif plan.net.filtered:
                 values[HOSTS_FD] = str(_memory_file(stack, hosts_file(plan.net.entries)))
                 values[RESOLV_FD] = str(_memory_file(stack, resolv_conf()))
                 passed += [int(values[HOSTS_FD]), int(values[RESOLV_FD])]
@@ -248,7 +259,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
         moves = ((started_write, started_inside),) if started_inside != started_write else ()
         if not moves:
             passed.append(started_write)
-        args = ["--json-status-fd", str(status_write), *plan.bwrap_args(values)]
+        args = [*own_options, *plan.bwrap_args(values)]
         if plan.policy.agent_home:
             from agent_sandbox._presets import load, prepare_home
 
@@ -264,7 +275,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
         finally:
             os.close(status_write)
             os.close(started_write)
-            if plan.net is not None:
+            if block_write != -1:
                 os.close(int(values[BLOCK_FD]))
         stack.enter_context(placeholders_removed(plan.policy.project, plan.placeholders, pid))
         if plan.net is not None:
@@ -275,12 +286,15 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
             _, wait_status = os.waitpid(pid, 0)
             raise _failed_to_start(bwrap, _exit_status(wait_status))
         net = None
-        if plan.net is not None:
+        if block_write != -1:
             try:
-                net = stack.enter_context(network(plan.net, init_pid, f"{os.getpid()}-{tmp[-12:]}"))
+                if cgroup is not None:
+                    add_process(cgroup, init_pid)
+                if plan.net is not None:
+                    net = stack.enter_context(network(plan.net, init_pid, session))
             except BaseException:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)  # never let the command run unserved
+                    os.kill(pid, signal.SIGKILL)  # never let the command run unserved, unlimited
                 os.waitpid(pid, 0)
                 raise
             os.write(block_write, b"x")

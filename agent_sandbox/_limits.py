@@ -2,10 +2,11 @@
 
 - rlimits, always: no core dumps (a core of the agent holds its API key and your code), a
   cap on open files, and a cap on the size of any one file (``yes > f`` fills the disk);
-- memory, pids and CPU through a cgroup v2 scope made by ``systemd-run --user --scope``,
-  which needs a systemd user manager with cgroup v2 delegation. Asked for where that is not
-  available, the launch is refused unless ``--best-effort`` (then a warning says which
-  limits are not applied);
+- memory, pids and CPU through cgroup v2, the first way that works (``cgroup_way``): a
+  cgroup the launcher makes in a delegated cgroup directory (``_cgroup``), else a scope
+  made by ``systemd-run --user --scope``, which needs a systemd user manager with cgroup v2
+  delegation. Asked for where neither works, the launch is refused unless ``--best-effort``
+  (then a warning says which limits are not applied);
 - a wall-clock ``--timeout``, enforced by the launcher (exit status 124, like timeout(1)).
 """
 
@@ -74,6 +75,11 @@ def parse_positive(raw: str, flag: str, kind: type[int] | type[float]) -> float:
     return value
 
 
+def cpu_percent(cpus: float) -> int:
+    """``--cpus`` as the whole percent of one CPU both ways enforce (at least 1)."""
+    return max(1, round(cpus * 100))
+
+
 def systemd_scope_argv(systemd_run: str, limits: Limits) -> tuple[str, ...]:
     """The ``systemd-run`` prefix that puts bwrap in a limited cgroup v2 scope (pure)."""
     props = []
@@ -82,21 +88,40 @@ def systemd_scope_argv(systemd_run: str, limits: Limits) -> tuple[str, ...]:
     if limits.pids is not None:
         props += ["-p", f"TasksMax={limits.pids}"]
     if limits.cpus is not None:
-        props += ["-p", f"CPUQuota={round(limits.cpus * 100)}%"]
+        props += ["-p", f"CPUQuota={cpu_percent(limits.cpus)}%"]
     return (systemd_run, "--user", "--scope", "--quiet", "--collect", *props, "--")
 
 
-def find_systemd_run(environ: Mapping[str, str]) -> tuple[str, str | None]:
-    """(systemd-run's path, None) where memory/pids/CPU limits can be enforced, else
+class CgroupWay(NamedTuple):
+    """How memory/pids/CPU limits are enforced here: the first of these that is set."""
+
+    parent: str = ""  # a delegated cgroup directory; the launcher makes the cgroup in it
+    systemd_run: str = ""  # systemd-run, making a scope
+    why_not: str = ""  # neither works, and why
+
+
+def cgroup_way(environ: Mapping[str, str]) -> CgroupWay:
+    """Prefer a delegated cgroup (no D-Bus round trip, works without systemd) to a systemd
+    scope. Reads /proc, the cgroup tree and the runtime dir; writes nothing."""
+    from agent_sandbox._cgroup import NOT_UNIFIED, PARENT_VARIABLE, find_parent
+
+    found = find_parent(environ)
+    if not found.why_not:
+        return CgroupWay(parent=found.path)
+    if found.why_not == NOT_UNIFIED or environ.get(PARENT_VARIABLE):
+        # systemd needs cgroup v2 just as much; and a directory you named must be the one
+        # used, not silently replaced by another way.
+        return CgroupWay(why_not=found.why_not)
+    systemd_run, why_not = _systemd_scope(environ)
+    if why_not is None:
+        return CgroupWay(systemd_run=systemd_run)
+    return CgroupWay(why_not=f"no delegated cgroup ({found.why_not}) and no systemd scope "
+                     f"({why_not})")
+
+
+def _systemd_scope(environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """(systemd-run's path, None) on a cgroup v2 host with a systemd user manager, else
     ("", why not)."""
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            unified = any(line.split(" - ")[1].startswith("cgroup2 ")
-                          and line.split()[4] == "/sys/fs/cgroup" for line in f)
-    except (OSError, IndexError):
-        unified = False
-    if not unified:
-        return "", "cgroup v2 is not mounted at /sys/fs/cgroup (a v1 or hybrid host)"
     runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
     if not os.path.exists(os.path.join(runtime, "systemd", "private")) and not \
             os.path.exists(os.path.join(runtime, "bus")):

@@ -79,7 +79,9 @@ class Policy(NamedTuple):
     forwards: tuple[Forward, ...] = ()
     publish: tuple[int, ...] = ()
     limits: Limits = Limits()
-    # systemd-run's path when memory/pids/CPU limits are asked for and enforceable here.
+    # How memory/pids/CPU limits are enforced, when asked for: a cgroup the launcher makes
+    # in this delegated directory, or else a scope made by this systemd-run.
+    cgroup_parent: str = ""
     systemd_run: str = ""
     gpu: bool = False
     # The agent preset in use ("" for none), its own home bound at $HOME (or "": an empty

@@ -19,7 +19,7 @@ from agent_sandbox._errors import (
 from agent_sandbox._host import HostLayout, Identity
 from agent_sandbox._limits import (
     Limits,
-    find_systemd_run,
+    cgroup_way,
     parse_duration,
     parse_positive,
     parse_size,
@@ -221,14 +221,18 @@ def _limits(raw: Mapping[str, str | None], best_effort: bool,
     limits = Limits(**values)
     if not limits.cgroup:
         return {"limits": limits}
-    systemd_run, why_not = find_systemd_run(environ)
-    if why_not is None:
-        return {"limits": limits, "systemd_run": systemd_run}
+    way = cgroup_way(environ)
+    if way.parent:
+        return {"limits": limits, "cgroup_parent": way.parent}
+    if way.systemd_run:
+        return {"limits": limits, "systemd_run": way.systemd_run}
+    why_not = way.why_not
     asked = ", ".join(f"--{n}" for n in ("memory", "pids", "cpus") if values.get(n))
     if not best_effort:
         raise SandboxUnavailable(
             f"{asked} cannot be enforced here: {why_not}",
-            fix="run where systemd --user manages a cgroup v2 tree, drop the limit, or add "
+            fix="delegate a cgroup v2 directory to yourself (docs/configuration.md), or run "
+                "where systemd --user manages a cgroup v2 tree; else drop the limit, or add "
                 "--best-effort to run without it (with a warning)")
     print(f"agent-sandbox: warning: --best-effort: {asked} NOT enforced: {why_not}",
           file=sys.stderr)

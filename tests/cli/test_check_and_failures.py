@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_sandbox._limits import cgroup_way
 from tests.conftest import CLI, Env, run_cli
 
 pytestmark = pytest.mark.integration
@@ -24,6 +25,20 @@ def test_check_reports_this_host_as_json(project: Path, env: Env) -> None:
         assert name in names
     assert names["namespaces"]["status"] == "ok"
     assert names["seccomp filter"]["status"] == "ok"
+
+
+def test_check_says_which_way_cgroup_limits_take(project: Path, env: Env) -> None:
+    """A delegated cgroup, else a systemd scope, else why neither (and the fix)."""
+    way = cgroup_way(env.vars)
+    done = run_cli(["--check", "--json"], cwd=project, env=env.vars)
+    [found] = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "cgroup v2"]
+    if way.parent:
+        assert found["status"] == "ok" and found["detail"].endswith(f"delegated {way.parent}")
+    elif way.systemd_run:
+        assert found["status"] == "ok" and "a systemd-run --user scope" in found["detail"]
+    else:
+        assert found["status"] == "info" and found["fix"]
+        assert found["detail"].endswith(f"limits are unavailable here: {way.why_not}")
 
 
 def test_check_table(project: Path, env: Env) -> None:

@@ -1,19 +1,28 @@
 """Limits in the real sandbox: rlimits always, --timeout, cgroup limits refused where they
-cannot be enforced (this kind of machine), and enforced where they can."""
+cannot be enforced (this kind of machine), and enforced where they can: by a delegated
+cgroup or by a systemd scope."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from agent_sandbox._limits import find_systemd_run
+from agent_sandbox._cgroup import NOT_UNIFIED, PARENT_VARIABLE
+from agent_sandbox._limits import cgroup_way
 from tests.conftest import Env, run_cli, sandbox_sh
 
 pytestmark = pytest.mark.integration
 
-_, CGROUP_UNAVAILABLE = find_systemd_run({})
+# What the CLI sees with the tests' environment (no AGENT_SANDBOX_CGROUP_PARENT, no
+# XDG_RUNTIME_DIR), and what a runner that names a delegated directory gives.
+CGROUP_UNAVAILABLE = cgroup_way({}).why_not or None
+DELEGATED = cgroup_way({k: v for k, v in os.environ.items() if k == PARENT_VARIABLE})
 
 
 def test_no_core_dumps_and_capped_open_files_and_file_size(project: Path, env: Env) -> None:
@@ -53,10 +62,87 @@ def test_cgroup_limits_are_refused_where_they_cannot_be_enforced(project: Path,
     assert "--memory NOT enforced" in done.stderr
 
 
+def test_a_named_cgroup_parent_that_does_not_work_refuses(project: Path, env: Env) -> None:
+    """Never a silent switch to the systemd scope (or to no limit) instead."""
+    missing = "/sys/fs/cgroup/agent-sandbox-test-missing"
+    done = run_cli(["--pids", "10", "--", "touch", "ran"], cwd=project,
+                   env=env.with_(**{PARENT_VARIABLE: missing}))
+    assert done.returncode == 125, done.stderr
+    assert f"{missing} is not a cgroup v2 directory" in done.stderr or NOT_UNIFIED in done.stderr
+    assert not (project / "ran").exists()
+
+
+# The launcher's part, on any host: a stand-in cgroup records when the sandbox is moved in.
+_RECORDING_CGROUP = r"""
+import contextlib, os, sys
+from agent_sandbox import _cgroup, _cli, _limits
+
+log = open(sys.argv[1], "a", buffering=1)
+
+@contextlib.contextmanager
+def sandbox_cgroup(limits, environ, session):
+    log.write(f"made pids={limits.pids}\n")
+    yield _cgroup.SandboxCgroup("/stand-in", -1)
+    log.write("removed\n")
+
+def add_process(cgroup, pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = len(f.read().split())
+    log.write(f"moved children={children} ran={os.path.exists('ran')}\n")
+
+_cgroup.sandbox_cgroup, _cgroup.add_process = sandbox_cgroup, add_process
+_limits.cgroup_way = lambda environ: _limits.CgroupWay(parent="/stand-in")
+sys.exit(_cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("net", [[], ["--allow", "example.invalid"]])
+def test_the_sandbox_is_moved_into_its_cgroup_before_the_command_starts(
+        project: Path, env: Env, tmp_path: Path, net: list[str]) -> None:
+    log = tmp_path / "cgroup.log"
+    done = subprocess.run([sys.executable, "-c", _RECORDING_CGROUP, str(log), *net,
+                           "--pids", "64", "--", "touch", "ran"], cwd=project,
+                          env=env.vars, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (project / "ran").exists()
+    # Blocked: bwrap's first process has started nothing yet, and the command has not run.
+    assert log.read_text().splitlines() == ["made pids=64", "moved children=0 ran=False",
+                                            "removed"]
+
+
+@pytest.mark.skipif(not DELEGATED.parent,
+                    reason="needs a cgroup v2 host with a cgroup subtree delegated to this user "
+                    f"(or {PARENT_VARIABLE} naming one); here: "
+                    f"{DELEGATED.why_not or 'the systemd scope is used instead'}")
+def test_a_delegated_cgroup_contains_a_fork_bomb_and_a_memory_hog(project: Path,
+                                                                  env: Env) -> None:
+    named = {k: v for k, v in os.environ.items() if k == PARENT_VARIABLE}
+    environ = env.with_(**named)
+    # Positive control: the same kinds of work, within the limits, succeed.
+    fine = sandbox_sh("cat /proc/self/cgroup; for i in $(seq 20); do sleep 0.2 & done; wait; "
+                      "python3 -c 'x = bytearray(64 * 1024**2)' && echo fine", cwd=project,
+                      env=environ, extra=["--pids", "64", "--memory", "256M"], timeout=60)
+    assert fine.returncode == 0 and "fine" in fine.stdout, fine.stderr
+    found = re.search(r"agent-sandbox-[\w-]+", fine.stdout)
+    assert found, fine.stdout  # it really ran in its own cgroup
+    assert not os.path.exists(os.path.join(DELEGATED.parent, found.group()))  # and removed it
+    # Counted without forking (a glob over the sandbox's own /proc): pids.max held.
+    bomb = sandbox_sh("for i in $(seq 200); do sleep 5 & done 2>/dev/null; "
+                      "set -- /proc/[0-9]*; echo survived $#", cwd=project, env=environ,
+                      extra=["--pids", "64"], timeout=60)
+    assert bomb.returncode == 0, bomb.stderr
+    assert bomb.stdout.split()[:1] == ["survived"] and int(bomb.stdout.split()[1]) <= 64
+    hog = sandbox_sh("python3 -c 'x = bytearray(2 * 1024**3)'", cwd=project, env=environ,
+                     extra=["--memory", "256M"], timeout=60)
+    assert hog.returncode != 0
+
+
 @pytest.mark.skipif(CGROUP_UNAVAILABLE is not None,
                     reason=f"cgroup v2 limits cannot be enforced here ({CGROUP_UNAVAILABLE}); "
-                    "the refusal is tested instead, and the systemd-run plan in unit tests")
+                    "the refusal is tested instead, the systemd-run plan and the delegated "
+                    "cgroup in unit tests")
 def test_fork_bomb_and_memory_hog_are_contained(project: Path, env: Env) -> None:
+    """Whichever way this host has (a delegated cgroup first, else a systemd scope)."""
     bomb = sandbox_sh("for i in $(seq 1000); do sleep 5 & done 2>/dev/null; echo survived",
                       cwd=project, env=env.vars, extra=["--pids", "64"], timeout=60)
     assert bomb.returncode == 0 and "survived" in bomb.stdout
