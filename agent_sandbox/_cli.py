@@ -168,8 +168,14 @@ def _show_config(argv: Sequence[str]) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["config"]:  # a command named "config" runs as: agent-sandbox -- config
+    # A command named like a subcommand runs as: agent-sandbox -- config
+    if argv[:1] == ["config"]:
         return _show_config(argv[1:])
+    if argv[:1] in (["shell-hook"], ["agent-wrapper"]):
+        from agent_sandbox import _devshell
+
+        front = _devshell.shell_hook if argv[0] == "shell-hook" else _devshell.agent_wrapper
+        return front(argv[1:])
     args = _parser().parse_args(argv)
     if args.json and not args.check:
         raise UsageError("--json goes with --check")

@@ -1,0 +1,53 @@
+{
+  description = "agent-sandbox: run LLM coding agents confined (bubblewrap, seccomp, namespaces, allow-list network)";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs = { self, nixpkgs }:
+    let
+      systems = [ "x86_64-linux" "aarch64-linux" ];
+      forAllSystems = nixpkgs.lib.genAttrs systems;
+      pkgsFor = system: import nixpkgs {
+        inherit system;
+        overlays = [ self.overlays.default ];
+        # Claude Code is the only unfree package a shell here needs.
+        config.allowUnfreePredicate = pkg: builtins.elem (nixpkgs.lib.getName pkg) [ "claude-code" ];
+      };
+      shellNames = [ "default" "claude-code" "codex" "aider" "opencode" "gemini" ];
+    in
+    {
+      lib.mkAgentShell = import ./nix/mk-agent-shell.nix;
+
+      overlays.default = final: prev: {
+        agent-sandbox = final.callPackage ./nix/package.nix { };
+      };
+
+      packages = forAllSystems (system:
+        let pkgs = pkgsFor system; in {
+          default = pkgs.agent-sandbox;
+          agent-sandbox = pkgs.agent-sandbox;
+        });
+
+      apps = forAllSystems (system: {
+        default = {
+          type = "app";
+          program = "${self.packages.${system}.default}/bin/agent-sandbox";
+        };
+      });
+
+      devShells = forAllSystems (system:
+        let
+          pkgs = pkgsFor system;
+          mkShell = shell: import (./shells + "/${shell}.nix") {
+            inherit pkgs;
+            inherit (self.lib) mkAgentShell;
+          };
+        in
+        nixpkgs.lib.genAttrs shellNames mkShell);
+
+      # The package's build runs the unit tests (see nix/package.nix).
+      checks = forAllSystems (system: {
+        agent-sandbox = self.packages.${system}.default;
+      });
+    };
+}

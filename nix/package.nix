@@ -1,0 +1,57 @@
+# agent-sandbox as a Python application, with bubblewrap on its PATH.
+# Used by the flake's overlay and by lib.mkAgentShell for other flakes' nixpkgs.
+{ lib, python3Packages, bubblewrap, libseccomp }:
+
+let
+  project = (builtins.fromTOML (builtins.readFile ../pyproject.toml)).project;
+
+  # pyseccomp is not in nixpkgs. It finds libseccomp with ctypes.util.find_library, which
+  # nixpkgs' Python cannot do at run time (no ldconfig), so the library's store path is
+  # patched in.
+  pyseccomp = python3Packages.buildPythonPackage rec {
+    pname = "pyseccomp";
+    version = "0.1.2";
+    pyproject = true;
+    src = python3Packages.fetchPypi {
+      inherit pname version;
+      hash = "sha256-DVTvrPcb2kvf0hIz9URLcwy+z1k9YC95bmQSqGgiWL0=";
+    };
+    build-system = [ python3Packages.setuptools ];
+    postPatch = ''
+      substituteInPlace pyseccomp.py --replace-fail \
+        'ctypes.util.find_library("seccomp")' \
+        '"${lib.getLib libseccomp}/lib/libseccomp.so.2"'
+    '';
+    pythonImportsCheck = [ "pyseccomp" ];
+  };
+in
+python3Packages.buildPythonApplication {
+  pname = project.name;
+  inherit (project) version;
+  pyproject = true;
+  src = ../.;
+
+  build-system = [ python3Packages.setuptools ];
+  dependencies = [ pyseccomp python3Packages.dnslib ];
+  makeWrapperArgs = [ "--prefix" "PATH" ":" (lib.makeBinPath [ bubblewrap ]) ];
+
+  # The unit tests run in the build. Tests that launch bwrap or real agents need user
+  # namespaces, which the Nix build sandbox does not give: they run in CI instead.
+  nativeCheckInputs = with python3Packages; [
+    pytestCheckHook
+    pytest-timeout
+    pexpect
+    hypothesis
+    trustme
+  ];
+  pytestFlags = [ "tests/unit" ];
+  disabledTestMarks = [ "integration" "agents" ];
+  pythonImportsCheck = [ "agent_sandbox" ];
+
+  meta = {
+    description = project.description;
+    license = lib.licenses.mit;
+    platforms = lib.platforms.linux;
+    mainProgram = "agent-sandbox";
+  };
+}

@@ -1,0 +1,100 @@
+# `import nixpkgs { system; overlays; config; }` of the stub. Derivations are built by the
+# host's /bin/bash (Debian's nix runs builds unsandboxed); host.nix, written by the tests,
+# names the host's Python (with agent-sandbox's dependencies) and bwrap.
+{ system ? builtins.currentSystem, overlays ? [ ], config ? { } }:
+
+let
+  lib = import ./lib.nix;
+  host = import ./host.nix;
+
+  # The script ends on a builtin: nix 2.8 kills the builder's process group as soon as its
+  # log closes, and a last command that bash execs (chmod) closes it before it exits.
+  run = name: script: env: derivation ({
+    inherit name system;
+    builder = "/bin/bash";
+    args = [ "-c" "${script}\n:" ];
+    PATH = "/usr/bin:/bin";
+  } // env);
+
+  placeholder = name: run name "echo 'stub nixpkgs: ${name} is not buildable offline' >&2; exit 1" { };
+
+  # A fake agent: prints how it was run, and whether it is inside agent-sandbox.
+  fakeAgent = { pname, exe, free ? true }: run pname ''
+    mkdir -p $out/bin
+    printf '%s\n' '#!/bin/bash' \
+      'echo "fake-${exe} argv: $*"' \
+      'seccomp=$(grep -s "^Seccomp:" /proc/self/status | cut -f2)' \
+      'echo "fake-${exe} marker=''${AGENT_SANDBOX_ACTIVE:-unset} seccomp=$seccomp home-fs=$(stat -f -c %T "$HOME") home-entries=$(ls -A "$HOME" | tr "\n" ,)"' \
+      'echo "fake-${exe} env: IN_NIX_SHELL=''${IN_NIX_SHELL-unset} shellHook=''${shellHook+set} TMPDIR=''${TMPDIR-unset}"' \
+      > $out/bin/${exe}
+    chmod +x $out/bin/${exe}
+  '' { } // {
+    inherit pname;
+    meta = { mainProgram = exe; license = if free then lib.licenses.mit else lib.licenses.unfree; };
+  };
+
+  allowed = drv: drv.meta.license.free
+    || (config.allowUnfree or false)
+    || (config.allowUnfreePredicate or (_: false)) drv;
+  checkLicense = drv: if allowed drv then drv
+    else throw "stub nixpkgs: ${drv.name} has an unfree license and is not allowed";
+
+  base = self: {
+    inherit lib;
+
+    callPackage = fn: overrides:
+      let f = if builtins.isFunction fn then fn else import fn;
+      in f (builtins.intersectAttrs (builtins.functionArgs f) self // overrides);
+
+    writeShellScriptBin = name: text: run name ''
+      mkdir -p $out/bin
+      printf '%s\n' '#!/bin/bash' "$text" > $out/bin/${name}
+      chmod +x $out/bin/${name}
+    '' { inherit text; };
+
+    # Like nixpkgs' mkShell: only what `nix develop` reads (PATH from packages, shellHook).
+    mkShell = { name ? "nix-shell", packages ? [ ], shellHook ? "", ... }:
+      run name "echo > $out" {
+        PATH = lib.makeBinPath packages;
+        outputs = [ "out" ]; # `nix develop` writes the environment to each of $outputs
+        inherit shellHook;
+      };
+
+    bashInteractive = run "bash-interactive" "mkdir -p $out/bin && ln -s /bin/bash $out/bin/bash" { };
+    bubblewrap = run "bubblewrap" "mkdir -p $out/bin && ln -s ${host.bwrap} $out/bin/bwrap" { };
+    libseccomp = placeholder "libseccomp";
+
+    claude-code = checkLicense (fakeAgent { pname = "claude-code"; exe = "claude"; free = false; });
+    codex = fakeAgent { pname = "codex"; exe = "codex"; };
+    aider-chat = fakeAgent { pname = "aider-chat"; exe = "aider"; };
+    opencode = fakeAgent { pname = "opencode"; exe = "opencode"; };
+    gemini-cli = fakeAgent { pname = "gemini-cli"; exe = "gemini"; };
+
+    python3Packages = {
+      # The application runs from its store source with the host's Python; its PATH prefix
+      # (makeWrapperArgs) is honoured as nixpkgs' wrapper would.
+      buildPythonApplication = { pname, version, src, makeWrapperArgs ? [ ], meta ? { }, ... }:
+        run "${pname}-${version}" ''
+          mkdir -p $out/bin
+          printf '%s\n' '#!/bin/bash' \
+            'export PATH=${builtins.elemAt makeWrapperArgs 3}:$PATH' \
+            'export PYTHONPATH=${src}' \
+            'exec ${host.python} -m agent_sandbox "$@"' > $out/bin/agent-sandbox
+          chmod +x $out/bin/agent-sandbox
+        '' { } // { inherit pname version meta; };
+      buildPythonPackage = { pname, version, ... }: placeholder "python3-${pname}-${version}";
+      fetchPypi = { pname, version, ... }: placeholder "${pname}-${version}.tar.gz";
+      setuptools = placeholder "setuptools";
+      dnslib = placeholder "dnslib";
+      pytestCheckHook = placeholder "pytest-check-hook";
+      pytest-timeout = placeholder "pytest-timeout";
+      pexpect = placeholder "pexpect";
+      hypothesis = placeholder "hypothesis";
+      trustme = placeholder "trustme";
+    };
+  };
+
+  extend = f: overlay: self: let super = f self; in super // overlay self super;
+  fix = f: let x = f x; in x;
+in
+fix (builtins.foldl' extend base overlays)
