@@ -1,9 +1,10 @@
 """The sandbox's DNS: a stub responder that answers from the allow-list and forwards nothing.
 
-The launcher serves it, from outside the sandbox, on a UDP socket that lives in the sandbox's
-network namespace. Every answer comes from a ``Lookup`` callback: an allowed name gets one A
-record, anything else NXDOMAIN. Nothing is ever asked upstream, so a query cannot carry data
-out of the sandbox (DNS tunnelling) and the answers cannot point anywhere the filter forbids.
+The launcher serves it (``_proxy``), from outside the sandbox, on a UDP socket that lives in
+the sandbox's network namespace. Every answer comes from a ``Lookup`` callback: an allowed
+name gets one A record, anything else NXDOMAIN. Nothing is ever asked upstream, so a query
+cannot carry data out of the sandbox (DNS tunnelling) and the answers cannot point anywhere
+the filter forbids.
 
 Malformed input: bytes that do not parse, and responses (QR=1), are dropped silently; there
 is no trustworthy id to answer, and never answering a response rules out reply loops. A
@@ -13,10 +14,8 @@ FORMERR, a class other than IN NOTIMP: the client fails at once instead of timin
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
-from typing import Any, cast
 
 from dnslib import CLASS, OPCODE, QTYPE, RCODE, RR, A, DNSHeader, DNSRecord
 
@@ -39,26 +38,21 @@ def _normalise(labels: tuple[bytes, ...]) -> str | None:
     return b".".join(labels).decode("ascii").lower()
 
 
-class DnsResponder(asyncio.DatagramProtocol):
+class DnsResponder:
+    """Answers query datagrams; the caller owns the socket and sends each reply back to the
+    query's sender only."""
+
     def __init__(self, lookup: Lookup, on_query: OnQuery | None = None) -> None:
         self._lookup = lookup
         self._on_query = on_query
-        self._transport: asyncio.DatagramTransport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+    def answer(self, data: bytes) -> bytes | None:
+        """The reply to a datagram, or None to drop it."""
         # A bug or a hostile packet must not take the responder (and the sandbox's DNS) down.
         try:
-            reply = self._answer(data)
-            if reply is not None and self._transport is not None:
-                self._transport.sendto(reply, addr)
+            return self._answer(data)
         except Exception:
-            pass
+            return None
 
     def _answer(self, data: bytes) -> bytes | None:
         try:

@@ -279,7 +279,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
                 os.close(int(values[BLOCK_FD]))
         stack.enter_context(placeholders_removed(plan.policy.project, plan.placeholders, pid))
         if plan.net is not None:
-            # asyncio takes ~30 ms to import: do it while bwrap sets the sandbox up.
+            # Import the network modules (a few ms) while bwrap sets the sandbox up.
             from agent_sandbox._network import network
         init_pid = _read_child_pid(status_read)
         if init_pid is None:

@@ -17,15 +17,28 @@ then a dial to that vetted address, with no second lookup. Every decision is log
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from functools import partial
+from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
+from agent_sandbox._loop import (
+    READ,
+    InThread,
+    Loop,
+    Ready,
+    Task,
+    accepting,
+    connect,
+    connect_socket,
+    recv,
+    send_all,
+)
 from agent_sandbox._netlog import DecisionLog
 from agent_sandbox._netplan import static_addresses
 from agent_sandbox._netpolicy import (
@@ -44,16 +57,16 @@ _DYNAMIC_SLOTS = 256 * 256 - 2  # 127.2.0.1 .. 127.2.255.254
 HEAD_TIMEOUT = 10.0  # seconds to send a request head or ClientHello (slowloris)
 DIAL_TIMEOUT = 10.0
 MAX_CONNECTIONS = 1024
-BUFFER = 256 * 1024
 DYNAMIC_NET = "127.2"  # 127.2.x.y: names allocated when the DNS responder answers a wildcard
 
 
 class Denied(Exception):
-    """The policy refuses the connection (logged as "deny")."""
+    """The policy refuses the connection (logged as "deny"); ``reply`` is sent to the client
+    before it is closed."""
 
-    def __init__(self, reason: str, host: str = "", port: int = 0) -> None:
+    def __init__(self, reason: str, host: str = "", port: int = 0, reply: bytes = b"") -> None:
         super().__init__(reason)
-        self.reason, self.host, self.port = reason, host, port
+        self.reason, self.host, self.port, self.reply = reason, host, port, reply
 
 
 class UpstreamFailed(Denied):
@@ -119,37 +132,46 @@ class Network:
                 + f"; details in {self.log.path}")
 
 
-async def _read_until(reader: asyncio.StreamReader, data: bytes, parse: object) -> bytes:
+def _read_until(sock: socket.socket, data: bytes,
+                parse: Callable[[bytes], object]) -> Task[bytes]:
     """Read into ``data`` until ``parse(data)`` stops raising NeedMore (bounded)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + HEAD_TIMEOUT
+    deadline = time.monotonic() + HEAD_TIMEOUT
     while True:
         try:
-            parse(data)  # type: ignore[operator]
+            parse(data)
             return data
         except NeedMore:
             pass
         if len(data) > MAX_HEAD + 16 * 1024:
             return data
-        chunk = await asyncio.wait_for(reader.read(16 * 1024), deadline - loop.time())
+        chunk = yield from recv(sock, deadline)
         if not chunk:
             return data
         data += chunk
 
 
-async def _dial(net: Network, entry: AllowEntry, host: str, port: int,
-                path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+def resolve(host: str, port: int) -> list[str]:
+    """The host's resolver (blocking: run in a thread), its addresses in order, once each."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _dial_tcp(host: str, port: int) -> Task[socket.socket]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return connect(family, (host, port), time.monotonic() + DIAL_TIMEOUT)
+
+
+def _dial(net: Network, entry: AllowEntry, host: str, port: int,
+          path: str) -> Task[socket.socket]:
     """Resolve (or take the pin), vet the address, dial it: no second lookup."""
     pinned = net.pins.get(host)
     if pinned:
         candidates = [pinned]
     else:
-        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            candidates = yield InThread(lambda: resolve(host, port))
         except OSError as e:
             raise UpstreamFailed(f"cannot resolve: {e.strerror or e}", host, port) from None
-        candidates = list(dict.fromkeys(str(info[4][0]) for info in infos))
     refusals, failures = [], []
     for address in candidates:
         # A --resolve pin is the user's explicit choice: private addresses are fine there,
@@ -159,48 +181,37 @@ async def _dial(net: Network, entry: AllowEntry, host: str, port: int,
             refusals.append(f"{address}: {refusal}")
             continue
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(address, port, limit=BUFFER), DIAL_TIMEOUT)
+            upstream = yield from _dial_tcp(address, port)
         except (TimeoutError, OSError) as e:
             failures.append(f"{address}: {e or 'timeout'}")
             continue
         net.allowed += 1
         net.log.record("allow", path=path, host=host, port=port, upstream=address)
-        return reader, writer, address
+        return upstream
     if failures:
         raise UpstreamFailed("; ".join(failures + refusals), host, port)
     raise Denied("; ".join(refusals) or "no address", host, port)
 
 
-async def _pipe_both(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
-                     up_r: asyncio.StreamReader, up_w: asyncio.StreamWriter,
-                     first: bytes) -> None:
-    try:
-        await relay((client_r, client_w), (up_r, up_w), first)
-    finally:
-        up_w.close()
-
-
-def _decide(net: Network, host: str, port: int, path: str) -> AllowEntry:
+def _decide(net: Network, host: str, port: int) -> AllowEntry:
     verdict = decide(net.entries, host, port)
     if not verdict.allowed or verdict.entry is None:
         raise Denied(verdict.reason, host, port)
     return verdict.entry
 
 
-async def _check_tunnel(reader: asyncio.StreamReader, host: str, port: int,
-                        data: bytes) -> bytes:
+def _check_tunnel(client: socket.socket, host: str, port: int, data: bytes) -> Task[bytes]:
     """The first bytes (``data``, already read, then more) must be TLS naming ``host`` (SNI)
     or an HTTP request for ``host`` (Host); returns them, to be sent on upstream. Bounded in
     time like a request head, so idle connections cannot pile up."""
-    data = data or await asyncio.wait_for(reader.read(16 * 1024), HEAD_TIMEOUT)
+    data = data or (yield from recv(client, time.monotonic() + HEAD_TIMEOUT))
     if data[:1] == bytes([0x16]):
-        data = await _read_until(reader, data, sni)
+        data = yield from _read_until(client, data, sni)
         name = sni(data)
         if name != host:
             raise Denied(f"TLS server name {name!r} is not {host!r}", host, port)
         return data
-    data = await _read_until(reader, data, request_head)
+    data = yield from _read_until(client, data, request_head)
     head = request_head(data) if data else None
     target = split_host_port(head.header("host") or "", port) if head else None
     if not head or not target or target[0] != host:
@@ -215,13 +226,17 @@ def _http_error(status: str, body: str) -> bytes:
             "X-Agent-Sandbox: blocked\r\n\r\n").encode() + payload
 
 
-async def _serve_proxy(net: Network, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
-    data = await _read_until(reader, b"", request_head)
+def _forbidden(denied: Denied) -> Denied:
+    denied.reply = _http_error("403 Forbidden", _why(denied))
+    return denied
+
+
+def _serve_proxy(net: Network, client: socket.socket) -> Task[None]:
+    data = yield from _read_until(client, b"", request_head)
     head = request_head(data) if data else None
     if head is None:
-        writer.write(_http_error("400 Bad Request", "agent-sandbox: not an HTTP request\n"))
-        raise Denied("malformed proxy request")
+        raise Denied("malformed proxy request", reply=_http_error(
+            "400 Bad Request", "agent-sandbox: not an HTTP request\n"))
     connect = head.method == "CONNECT"
     if connect:
         target, rest = split_host_port(head.target, 443), ""
@@ -229,21 +244,21 @@ async def _serve_proxy(net: Network, reader: asyncio.StreamReader,
         authority, _, rest = head.target[len("http://"):].partition("/")
         target = split_host_port(authority, 80)
     else:
-        writer.write(_http_error("400 Bad Request",
-                                 "agent-sandbox: only CONNECT and http:// URLs\n"))
-        raise Denied(f"unsupported proxy request {head.method} {head.target[:80]!r}")
+        raise Denied(f"unsupported proxy request {head.method} {head.target[:80]!r}",
+                     reply=_http_error("400 Bad Request",
+                                       "agent-sandbox: only CONNECT and http:// URLs\n"))
     if target is None:
         raise Denied(f"bad proxy target {head.target[:80]!r}")
     host, port = target
     try:
-        entry = _decide(net, host, port, "proxy")
+        entry = _decide(net, host, port)
     except Denied as denied:
-        writer.write(_http_error("403 Forbidden", _why(denied)))
-        raise
+        raise _forbidden(denied) from None
     if connect:
-        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        yield from send_all(client, b"HTTP/1.1 200 Connection Established\r\n\r\n",
+                            time.monotonic() + HEAD_TIMEOUT)
         # Bytes sent along with the CONNECT head are checked like any others.
-        first = await _check_tunnel(reader, host, port, data[head.size:])
+        first = yield from _check_tunnel(client, host, port, data[head.size:])
     else:
         # An absolute URL: forwarded in origin form, without the proxy's own headers, with
         # the Host the policy checked (not one naming another site behind the same address)
@@ -255,42 +270,53 @@ async def _serve_proxy(net: Network, reader: asyncio.StreamReader,
                  "Connection: close\r\n\r\n").encode()
         first += data[head.size:]
     try:
-        up_r, up_w, _ = await _dial(net, entry, host, port, "proxy")
+        upstream = yield from _dial(net, entry, host, port, "proxy")
     except UpstreamFailed as failed:
         if not connect:
-            writer.write(_http_error("502 Bad Gateway", f"agent-sandbox: {host}:{port} is "
-                                     f"allowed, but unreachable: {failed.reason}\n"))
+            failed.reply = _http_error("502 Bad Gateway", f"agent-sandbox: {host}:{port} is "
+                                       f"allowed, but unreachable: {failed.reason}\n")
         raise
     except Denied as denied:
-        if not connect:
-            writer.write(_http_error("403 Forbidden", _why(denied)))
-        raise
-    await _pipe_both(reader, writer, up_r, up_w, first)
+        raise (denied if connect else _forbidden(denied)) from None
+    with upstream:
+        yield from relay(client, upstream, first)
 
 
-async def _serve_transparent(net: Network, port: int, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
-    destination = writer.get_extra_info("sockname")[0]
+def _serve_transparent(net: Network, port: int, client: socket.socket) -> Task[None]:
+    destination = client.getsockname()[0]
     expected = net.by_address.get(destination)
     if expected is None:
         raise Denied(f"{destination} is not an allowed name's address", destination, port)
-    entry = _decide(net, expected, port, "transparent")
-    data = await _check_tunnel(reader, expected, port, b"")
-    up_r, up_w, _ = await _dial(net, entry, expected, port, "transparent")
-    await _pipe_both(reader, writer, up_r, up_w, data)
+    entry = _decide(net, expected, port)
+    data = yield from _check_tunnel(client, expected, port, b"")
+    upstream = yield from _dial(net, entry, expected, port, "transparent")
+    with upstream:
+        yield from relay(client, upstream, data)
 
 
-async def _serve_forward(net: Network, forward: Forward, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
+def _serve_forward(net: Network, forward: Forward, client: socket.socket) -> Task[None]:
+    deadline = time.monotonic() + DIAL_TIMEOUT
     if forward.unix_path:
-        up_r, up_w = await asyncio.open_unix_connection(forward.unix_path, limit=BUFFER)
+        upstream = yield from connect(socket.AF_UNIX, forward.unix_path, deadline)
         target = f"unix:{forward.unix_path}"
     else:
-        up_r, up_w = await asyncio.wait_for(
-            asyncio.open_connection(forward.host, forward.port, limit=BUFFER), DIAL_TIMEOUT)
+        upstream = yield from _dial_tcp(forward.host, forward.port)
         target = f"{forward.host}:{forward.port}"
     net.log.record("allow", path="forward", host=target, port=forward.inside_port)
-    await _pipe_both(reader, writer, up_r, up_w, b"")
+    with upstream:
+        yield from relay(client, upstream, b"")
+
+
+def _serve_published(net: Network, make_socket: Callable[[], socket.socket], port: int,
+                     client: socket.socket) -> Task[None]:
+    """A host connection to 127.0.0.1:PORT, dialled into the sandbox's 127.0.0.1:PORT with
+    a socket made inside its namespace (by the namespace child, which answers at once)."""
+    with make_socket() as upstream:
+        upstream.setblocking(False)
+        yield from connect_socket(upstream, ("127.0.0.1", port),
+                                  time.monotonic() + DIAL_TIMEOUT)
+        net.log.record("allow", path="publish", host="127.0.0.1", port=port)
+        yield from relay(client, upstream, b"")
 
 
 def _why(denied: Denied) -> str:
@@ -300,29 +326,39 @@ def _why(denied: Denied) -> str:
             f"{f':{denied.port}' if denied.port else ''}: {denied.reason}.{hint}\n")
 
 
-def _handler(net: Network, path: str, serve: Any) -> Any:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if net.active >= MAX_CONNECTIONS:
-            net.deny(path, "", 0, "too many connections")
-            writer.close()
-            return
-        net.active += 1
-        try:
-            await serve(reader, writer)
-        except UpstreamFailed as failed:
-            net.log.record("allow", path=path, host=failed.host, port=failed.port,
-                           upstream=f"failed: {failed.reason}")
-        except Denied as denied:
-            net.deny(path, denied.host, denied.port, denied.reason)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError):
-            pass
-        except Exception as e:  # a bug must cost one connection, never the server
-            net.log.record("error", path=path, reason=repr(e))
-        finally:
-            net.active -= 1
-            with contextlib.suppress(OSError):
-                await writer.drain()
-            writer.close()
+def _outcome(net: Network, path: str, serve: Task[None]) -> Task[bytes]:
+    """Run ``serve``, log how it ended; returns the reply a refusal owes the client."""
+    try:
+        yield from serve
+    except UpstreamFailed as failed:
+        net.log.record("allow", path=path, host=failed.host, port=failed.port,
+                       upstream=f"failed: {failed.reason}")
+        return failed.reply
+    except Denied as denied:
+        net.deny(path, denied.host, denied.port, denied.reason)
+        return denied.reply
+    except (TimeoutError, OSError):
+        pass
+    except Exception as e:  # a bug must cost one connection, never the server
+        net.log.record("error", path=path, reason=repr(e))
+    return b""
+
+
+def _handler(net: Network, path: str,
+             serve: Callable[[socket.socket], Task[None]]) -> Callable[[socket.socket], Task[None]]:
+    def handle(client: socket.socket) -> Task[None]:
+        with client:
+            if net.active >= MAX_CONNECTIONS:
+                net.deny(path, "", 0, "too many connections")
+                return
+            net.active += 1
+            try:
+                reply = yield from _outcome(net, path, serve(client))
+                if reply:
+                    with contextlib.suppress(TimeoutError, OSError):
+                        yield from send_all(client, reply, time.monotonic() + HEAD_TIMEOUT)
+            finally:
+                net.active -= 1
     return handle
 
 
@@ -335,110 +371,68 @@ class Listeners(NamedTuple):
     forwards: tuple[tuple[Forward, socket.socket], ...] = ()
 
 
-async def _serve_published(net: Network, make_socket: Callable[[], socket.socket], port: int,
-                           reader: asyncio.StreamReader,
-                           writer: asyncio.StreamWriter) -> None:
-    """A host connection to 127.0.0.1:PORT, dialled into the sandbox's 127.0.0.1:PORT with
-    a socket made inside its namespace."""
-    loop = asyncio.get_running_loop()
-    sock = await loop.run_in_executor(None, make_socket)
+def _serve_dns(sock: socket.socket, lookup: Callable[[str], str | None]) -> Task[None]:
+    """Answer each query datagram to its sender. The responder (dnslib, ~7 ms of import) is
+    loaded with the first query, not at every launch."""
     sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    up_r, up_w = await asyncio.open_connection(sock=sock, limit=BUFFER)
-    net.log.record("allow", path="publish", host="127.0.0.1", port=port)
-    await _pipe_both(reader, writer, up_r, up_w, b"")
-
-
-class _LazyDns(asyncio.DatagramProtocol):
-    """Loads the DNS responder (dnslib, ~7 ms of import) with the first query, not at
-    every launch."""
-
-    def __init__(self, lookup: Callable[[str], str | None]) -> None:
-        self._lookup = lookup
-        self._transport: asyncio.BaseTransport | None = None
-        self._real: asyncio.DatagramProtocol | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if self._real is None and self._transport is not None:
+    from_dnslib = None
+    while True:
+        yield Ready(sock.fileno(), READ)
+        try:
+            data, peer = sock.recvfrom(4096)
+        except OSError:
+            continue  # nothing after all, or an error the kernel queued: not fatal
+        if from_dnslib is None:
             from agent_sandbox._dns import DnsResponder
 
-            self._real = DnsResponder(self._lookup)
-            self._real.connection_made(self._transport)
-        if self._real is not None:
-            self._real.datagram_received(data, addr)
+            from_dnslib = DnsResponder(lookup)
+        reply = from_dnslib.answer(data)
+        if reply is not None:
+            with contextlib.suppress(OSError):  # a full buffer drops it, like the network
+                sock.sendto(reply, peer)
 
 
-async def _start(net: Network, listeners: Listeners, publish: Sequence[int],
-                 make_socket: Callable[[], socket.socket]) -> list[Any]:
-    """Every server, started; a port that cannot be served raises before the command runs."""
-    loop = asyncio.get_running_loop()
-    handlers: list[tuple[socket.socket, str, Any]] = []
+def _tasks(net: Network, listeners: Listeners, published: Sequence[tuple[int, socket.socket]],
+           make_socket: Callable[[], socket.socket],
+           spawn: Callable[[Task[None]], None]) -> list[Task[None]]:
+    """One task per listening socket."""
+    served: list[tuple[socket.socket, str, Callable[[socket.socket], Task[None]]]] = []
     if listeners.proxy is not None:
-        handlers.append((listeners.proxy, "proxy", lambda r, w: _serve_proxy(net, r, w)))
-    for port, sock in listeners.transparent:
-        handlers.append((sock, "transparent",
-                         lambda r, w, p=port: _serve_transparent(net, p, r, w)))
-    for forward, sock in listeners.forwards:
-        handlers.append((sock, "forward",
-                         lambda r, w, f=forward: _serve_forward(net, f, r, w)))
-    servers: list[Any] = [
-        await asyncio.start_server(_handler(net, path, serve), sock=sock, limit=BUFFER)
-        for sock, path, serve in handlers
-    ]
-    for port in publish:
-        servers.append(await asyncio.start_server(
-            _handler(net, "publish",
-                     lambda r, w, p=port: _serve_published(net, make_socket, p, r, w)),
-            host="127.0.0.1", port=port, limit=BUFFER))
+        served.append((listeners.proxy, "proxy", partial(_serve_proxy, net)))
+    served += [(sock, "transparent", partial(_serve_transparent, net, port))
+               for port, sock in listeners.transparent]
+    served += [(sock, "forward", partial(_serve_forward, net, forward))
+               for forward, sock in listeners.forwards]
+    served += [(sock, "publish", partial(_serve_published, net, make_socket, port))
+               for port, sock in published]
+    tasks = [accepting(sock, _handler(net, path, serve), spawn) for sock, path, serve in served]
     if listeners.dns is not None:
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _LazyDns(net.dns_lookup), sock=listeners.dns)
-        servers.append(transport)
-    return servers
+        tasks.append(_serve_dns(listeners.dns, net.dns_lookup))
+    return tasks
 
 
 @contextlib.contextmanager
 def serving(net: Network, listeners: Listeners, publish: Sequence[int],
             make_socket: Callable[[], socket.socket]) -> Iterator[None]:
     """Serve from a thread of the launcher while the sandbox runs (the main thread keeps the
-    signal-driven supervision); stop and join on exit. Startup errors are raised here."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
+    signal-driven supervision); stop and join on exit. Startup errors are raised here,
+    before the command runs."""
+    with contextlib.ExitStack() as stack:
+        published = []
+        for port in publish:
+            try:
+                sock = socket.create_server(("127.0.0.1", port))
+            except OSError as e:
+                raise SandboxUnavailable(
+                    f"cannot serve the sandbox's network: --publish {port}: {e}") from None
+            published.append((port, stack.enter_context(sock)))
+        loop = Loop()
+        for task in _tasks(net, listeners, published, make_socket, loop.spawn):
+            loop.spawn(task)
+        thread = threading.Thread(target=loop.run, name="agent-sandbox-network", daemon=True)
+        thread.start()
         try:
-            servers = loop.run_until_complete(_start(net, listeners, publish, make_socket))
-        except BaseException as e:  # reported to the launcher's thread below
-            failure.append(e)
-            ready.set()
-            loop.close()
-            return
-        ready.set()
-        loop.run_forever()
-        for server in servers:
-            server.close()
-        # Connections still open end here: their handlers close both sides.
-        tasks = asyncio.all_tasks(loop)
-        if tasks:
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(asyncio.sleep(0))  # one turn: closing transports finish
-        loop.close()
-
-    thread = threading.Thread(target=run, name="agent-sandbox-network", daemon=True)
-    thread.start()
-    ready.wait()
-    if failure:
-        thread.join()
-        raise SandboxUnavailable(f"cannot serve the sandbox's network: {failure[0]}")
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+            yield
+        finally:
+            loop.stop()
+            thread.join(5)

@@ -1,8 +1,8 @@
 """Filtered-network benchmark for agent-sandbox.
 
 Why: with ``--allow``, every connection and every byte the command sends or receives goes
-through the launcher (Python, asyncio), both on the HTTP proxy and on the transparent
-listeners. This measures, in one run, against a plain-HTTP upstream served by this script on
+through the launcher (Python), both on the HTTP proxy and on the transparent listeners.
+This measures, in one run, against a plain-HTTP upstream served by this script on
 the host's 127.0.0.1: download throughput through the proxy and the transparent path against
 the same client outside any sandbox (target >= 0.8x); the median added latency of a new
 connection (target <= +1 ms); the launcher's RSS while it holds idle connections; and the

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from dnslib import OPCODE, QTYPE, RCODE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
@@ -15,7 +15,7 @@ from agent_sandbox._dns import TTL, DnsResponder
 from agent_sandbox._netplan import resolv_conf
 
 ALLOWED = {"api.example.com": "10.0.0.7"}
-Ask = Callable[[bytes], Awaitable[DNSRecord]]
+Ask = Callable[[bytes], DNSRecord]
 
 
 class Calls:
@@ -33,34 +33,45 @@ class Calls:
         self.logged.append((name, qtype, answer))
 
 
-@contextlib.asynccontextmanager
-async def serving(calls: Calls) -> AsyncIterator[tuple[Ask, socket.socket]]:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: DnsResponder(calls.lookup, calls.on_query), local_addr=("127.0.0.1", 0)
-    )
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client.setblocking(False)
-    client.connect(transport.get_extra_info("sockname"))
+@contextlib.contextmanager
+def serving(responder: DnsResponder) -> Iterator[tuple[Ask, socket.socket]]:
+    """The responder on a UDP socket of this host's loopback, answering from a thread the way
+    the launcher does (each reply to the query's sender), and a client connected to it."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
 
-    async def ask(packet: bytes) -> DNSRecord:
-        await loop.sock_sendall(client, packet)
-        data = await asyncio.wait_for(loop.sock_recv(client, 4096), 2)
-        return DNSRecord.parse(data)
+    def serve() -> None:
+        while True:
+            data, peer = server.recvfrom(4096)
+            if not data and peer is None:
+                return  # shut down
+            reply = responder.answer(data)
+            if reply is not None:
+                server.sendto(reply, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(2)
+    client.connect(server.getsockname())
+
+    def ask(packet: bytes) -> DNSRecord:
+        client.send(packet)
+        return DNSRecord.parse(client.recv(4096))
 
     try:
         yield ask, client
     finally:
         client.close()
-        transport.close()
+        with contextlib.suppress(OSError):  # ENOTCONN, but the blocked recvfrom returns
+            server.shutdown(socket.SHUT_RDWR)
+        thread.join(2)
+        server.close()
 
 
-def run(body: Callable[[Ask, socket.socket], Awaitable[None]], calls: Calls) -> None:
-    async def main() -> None:
-        async with serving(calls) as (ask, client):
-            await body(ask, client)
-
-    asyncio.run(main())
+def run(body: Callable[[Ask, socket.socket], None], calls: Calls) -> None:
+    with serving(DnsResponder(calls.lookup, calls.on_query)) as (ask, client):
+        body(ask, client)
 
 
 def query(name: str | DNSLabel, qtype: str = "A") -> DNSRecord:
@@ -78,8 +89,8 @@ def test_allowed_name_gets_one_a_record() -> None:
     calls = Calls()
     sent = query("api.example.com")
 
-    async def body(ask: Ask, _: socket.socket) -> None:
-        reply = await ask(sent.pack())
+    def body(ask: Ask, _: socket.socket) -> None:
+        reply = ask(sent.pack())
         check_header(reply, sent, RCODE.NOERROR)
         assert [(str(rr.rname), rr.rtype, str(rr.rdata), rr.ttl) for rr in reply.rr] == [
             ("api.example.com.", QTYPE.A, "10.0.0.7", TTL)
@@ -94,8 +105,8 @@ def test_allowed_name_gets_one_a_record() -> None:
 def test_name_is_normalised_before_the_lookup() -> None:
     calls = Calls()
 
-    async def body(ask: Ask, _: socket.socket) -> None:
-        reply = await ask(query("API.Example.COM.").pack())
+    def body(ask: Ask, _: socket.socket) -> None:
+        reply = ask(query("API.Example.COM.").pack())
         assert [str(rr.rdata) for rr in reply.rr] == ["10.0.0.7"]
 
     run(body, calls)
@@ -106,8 +117,8 @@ def test_unknown_name_is_nxdomain() -> None:
     calls = Calls()
     sent = query("evil.example.net")
 
-    async def body(ask: Ask, _: socket.socket) -> None:
-        reply = await ask(sent.pack())
+    def body(ask: Ask, _: socket.socket) -> None:
+        reply = ask(sent.pack())
         check_header(reply, sent, RCODE.NXDOMAIN)
         assert reply.rr == []
 
@@ -123,8 +134,8 @@ def test_other_types_of_an_allowed_name(qtype: str, answers: list[str]) -> None:
     calls = Calls()
     sent = query("api.example.com", qtype)
 
-    async def body(ask: Ask, _: socket.socket) -> None:
-        reply = await ask(sent.pack())
+    def body(ask: Ask, _: socket.socket) -> None:
+        reply = ask(sent.pack())
         check_header(reply, sent, RCODE.NOERROR)
         assert [str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A] == answers
         assert len(reply.rr) == len(answers)
@@ -138,8 +149,8 @@ def test_a_label_holding_a_dot_is_not_taken_for_the_allowed_name() -> None:
     calls = Calls()
     sent = query(DNSLabel([b"api.example", b"com"]))
 
-    async def body(ask: Ask, _: socket.socket) -> None:
-        check_header(await ask(sent.pack()), sent, RCODE.NXDOMAIN)
+    def body(ask: Ask, _: socket.socket) -> None:
+        check_header(ask(sent.pack()), sent, RCODE.NXDOMAIN)
 
     run(body, calls)
     assert calls.names == []
@@ -152,11 +163,11 @@ def test_garbage_is_dropped_and_the_next_query_still_answered() -> None:
     garbage = [b"", b"\x12", b"\xde\xad\xbe\xef" * 9, bytes(range(256)), response]
     sent = query("api.example.com")
 
-    async def body(ask: Ask, client: socket.socket) -> None:
+    def body(ask: Ask, client: socket.socket) -> None:
         for packet in garbage:
             client.send(packet)
         # Loopback keeps order: the first datagram back must be the valid query's answer.
-        reply = await ask(sent.pack())
+        reply = ask(sent.pack())
         check_header(reply, sent, RCODE.NOERROR)
         assert [str(rr.rdata) for rr in reply.rr] == ["10.0.0.7"]
 
@@ -182,8 +193,8 @@ def test_parsable_non_queries_are_refused_without_a_lookup(header: dict[str, int
     calls = Calls()
     sent, rcode = _bad_query(**header)
 
-    async def body(ask: Ask, _: socket.socket) -> None:
-        reply = await ask(sent.pack())
+    def body(ask: Ask, _: socket.socket) -> None:
+        reply = ask(sent.pack())
         assert (reply.header.id, reply.header.qr, reply.header.rcode) == (4242, 1, rcode)
         assert reply.rr == []
 
@@ -200,21 +211,9 @@ def test_a_failing_lookup_does_not_kill_the_responder() -> None:
             raise RuntimeError(name)
         return calls.lookup(name)
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: DnsResponder(lookup), local_addr=("127.0.0.1", 0)
-        )
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-            client.setblocking(False)
-            client.connect(transport.get_extra_info("sockname"))
-            await loop.sock_sendall(client, query("boom.example.com").pack())
-            await loop.sock_sendall(client, sent.pack())
-            reply = DNSRecord.parse(await asyncio.wait_for(loop.sock_recv(client, 4096), 2))
-            assert reply.header.id == sent.header.id
-        transport.close()
-
-    asyncio.run(main())
+    with serving(DnsResponder(lookup)) as (ask, client):
+        client.send(query("boom.example.com").pack())
+        assert ask(sent.pack()).header.id == sent.header.id
     assert calls.names == ["api.example.com"]
 
 
@@ -224,29 +223,18 @@ def _forbid_new_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for name in ("socket", "socketpair", "create_connection", "getaddrinfo", "gethostbyname"):
         monkeypatch.setattr(socket, name, refuse)
-    for name in ("create_datagram_endpoint", "create_connection", "getaddrinfo"):
-        monkeypatch.setattr(asyncio.BaseEventLoop, name, refuse)
 
 
 def test_it_never_forwards(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.sent: list[tuple[bytes, Any]] = []
-
-        def sendto(self, data: bytes, addr: Any = None) -> None:
-            self.sent.append((data, addr))
-
     calls = Calls()
-    recorder = Recorder()
     responder = DnsResponder(calls.lookup, calls.on_query)
-    responder.connection_made(cast(asyncio.BaseTransport, recorder))
     _forbid_new_sockets(monkeypatch)
-    peer = ("10.0.2.100", 40000)
-    for name, qtype in [("api.example.com", "A"), ("evil.example.net", "A"), ("x.org", "MX")]:
-        responder.datagram_received(query(name, qtype).pack(), peer)
-    responder.datagram_received(b"junk", peer)
-    # One reply per query, each to the sender only: nothing went anywhere else.
-    assert [addr for _, addr in recorder.sent] == [peer] * 3
+    packets = [query(name, qtype).pack()
+               for name, qtype in [("api.example.com", "A"), ("evil.example.net", "A"),
+                                   ("x.org", "MX")]]
+    replies = [responder.answer(packet) for packet in [*packets, b"junk"]]
+    # One reply per query, for the caller to send back to the sender: nothing went elsewhere.
+    assert [reply is not None for reply in replies] == [True, True, True, False]
     assert calls.names == ["api.example.com", "evil.example.net", "x.org"]
 
 

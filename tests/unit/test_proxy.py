@@ -3,16 +3,16 @@ resolver: a denied name never causes a lookup; answers in refused ranges are nev
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from dnslib import RCODE, DNSRecord
 
 from agent_sandbox._netlog import DecisionLog
 from agent_sandbox._netpolicy import parse_allow
@@ -26,11 +26,11 @@ class Resolver:
         self.calls: list[str] = []
         self.answers: dict[str, str] = {}
 
-    async def getaddrinfo(self, host: str, port: int, **_kw: Any) -> list[Any]:
+    def resolve(self, host: str, port: int) -> list[str]:
         self.calls.append(host)
         if host not in self.answers:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.answers[host], port))]
+        return [self.answers[host]]
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def echo() -> Iterator[int]:
 def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
           echo: int) -> Iterator[tuple[int, Resolver, Network]]:
     resolver = Resolver()
-    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", resolver.getaddrinfo)
+    monkeypatch.setattr("agent_sandbox._proxy.resolve", resolver.resolve)
     entries = (parse_allow(f"allowed.test:{echo}"),
                parse_allow(f"private.test:{echo}", private=True))
     log = DecisionLog("test", str(tmp_path / "log.jsonl"))
@@ -194,7 +194,7 @@ def test_a_tunnel_moves_every_byte_both_ways_and_passes_half_closes_on(
     upstream = server.getsockname()[1]
     resolver = Resolver()
     resolver.answers["private.test"] = "127.0.0.1"
-    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", resolver.getaddrinfo)
+    monkeypatch.setattr("agent_sandbox._proxy.resolve", resolver.resolve)
     log = DecisionLog("test", str(tmp_path / "log.jsonl"))
     net = Network((parse_allow(f"private.test:{upstream}", private=True),), (), log)
     listener = socket.create_server(("127.0.0.1", 0))
@@ -215,3 +215,40 @@ def test_a_tunnel_moves_every_byte_both_ways_and_passes_half_closes_on(
         log.close()
     digest = hashlib.sha256(head + payload).hexdigest().encode()
     assert bytes(reply) == b"greeting;got:" + digest
+
+
+def test_the_dns_responder_answers_queries_sent_before_it_ran(tmp_path: Path) -> None:
+    log = DecisionLog("test", str(tmp_path / "log.jsonl"))
+    net = Network((parse_allow("*.example.com"),), (), log)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        udp.bind(("127.0.0.1", 0))
+        client.settimeout(10)
+        client.connect(udp.getsockname())
+        client.send(DNSRecord.question("a.example.com").pack())  # queued in udp's buffer
+        with serving(net, Listeners(dns=udp), (), lambda: socket.socket()):
+            allowed = DNSRecord.parse(client.recv(4096))
+            client.send(DNSRecord.question("evil.test").pack())
+            denied = DNSRecord.parse(client.recv(4096))
+    log.close()
+    assert [str(rr.rdata) for rr in allowed.rr] == ["127.2.0.1"]
+    assert denied.header.rcode == RCODE.NXDOMAIN and denied.rr == []
+    assert net.blocked == {("evil.test", 0): 1}
+
+
+def test_leaving_serving_closes_open_connections_and_stops_the_thread(tmp_path: Path) -> None:
+    log = DecisionLog("test", str(tmp_path / "log.jsonl"))
+    net = Network((), (), log)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        with serving(net, Listeners(proxy=listener), (), lambda: socket.socket()):
+            client = socket.create_connection(listener.getsockname(), timeout=10)
+            client.sendall(b"CONNECT ")  # a head in progress: its handler waits for more
+            deadline = time.monotonic() + 10
+            while net.active == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert net.active == 1
+        with client:
+            assert client.recv(100) == b""  # closed by the server, well before its timeout
+    log.close()
+    assert net.active == 0
+    assert "agent-sandbox-network" not in [t.name for t in threading.enumerate()]
