@@ -18,18 +18,29 @@ from agent_sandbox._errors import SandboxUnavailable, UsageError
 ENV_OVERRIDE = "AGENT_SANDBOX_BWRAP"
 
 # System locations first: the distribution's package, then NixOS and Nix profiles.
-SYSTEM_CANDIDATES = (
-    "/usr/bin/bwrap",
-    "/run/current-system/sw/bin/bwrap",
-    "/nix/var/nix/profiles/default/bin/bwrap",
-    "/usr/local/bin/bwrap",
+SYSTEM_DIRS = (
+    "/usr/bin",
+    "/run/current-system/sw/bin",
+    "/nix/var/nix/profiles/default/bin",
+    "/usr/local/bin",
 )
+SYSTEM_CANDIDATES = tuple(f"{d}/bwrap" for d in SYSTEM_DIRS)
 
 INSTALL_HINT = (
     "install bubblewrap >= 0.8 (Debian/Ubuntu: sudo apt-get install bubblewrap; "
     "Fedora: sudo dnf install bubblewrap; Arch: sudo pacman -S bubblewrap; "
     f"Nix: nix profile install nixpkgs#bubblewrap), or set {ENV_OVERRIDE}=/path/to/bwrap"
 )
+
+
+def trusted_tool(name: str) -> str | None:
+    """``name`` from the first system location that has it and that only root could have
+    written, for the other host programs the launcher runs (dtach)."""
+    for directory in SYSTEM_DIRS:
+        path = os.path.join(directory, name)
+        if os.access(path, os.X_OK) and untrusted_reason(path) is None:
+            return path
+    return None
 
 
 def untrusted_reason(path: str) -> str | None:

@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from agent_sandbox import __version__
 from agent_sandbox._errors import EXIT_USAGE, SandboxError, UsageError
+
+if TYPE_CHECKING:
+    from agent_sandbox._host import Identity
+    from agent_sandbox._policy import Policy
 
 EPILOG = """\
 exit status:
@@ -29,6 +33,10 @@ examples:
   agent-sandbox claude               run an agent confined (network: see --net)
   agent-sandbox --dry-run -- make    show exactly what would run
   agent-sandbox --check              what this host can enforce
+  agent-sandbox --detach --name w claude
+                                     run in the background; agent-sandbox attach w
+  agent-sandbox ps                   running sandboxes; also: stop NAME, attach NAME,
+                                     log [-f] [--session NAME]
 """
 
 
@@ -103,6 +111,12 @@ def _parser() -> _Parser:
     p.add_argument("--allow-nested-userns", action="store_true",
                    help="let the command create user namespaces (an agent's own inner "
                    "sandbox); weaker: a nested namespace can undo read-only binds")
+    p.add_argument("--name", metavar="NAME",
+                   help="the session's name for ps, stop, log and attach (default: the "
+                   "preset's or command's name and a number)")
+    p.add_argument("--detach", action="store_true",
+                   help="run in the background on a terminal of its own; attach to it with "
+                   "agent-sandbox attach NAME (needs dtach)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (bwrap options, environment) and exit")
     p.add_argument("--check", action="store_true",
@@ -150,6 +164,30 @@ def _settings(args: argparse.Namespace, project: str, agent: str) -> dict[str, A
     return effective(project, os.environ, {k: getattr(args, k) for k in FLAG_KEYS}, preset)
 
 
+LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "fsize")
+
+
+def policy_from(args: argparse.Namespace, s: Mapping[str, Any], *, command: Sequence[str],
+                project: str, identity: Identity, agent: str,
+                limits: bool = True) -> Policy:
+    """The policy from merged settings ``s``; without ``limits`` (``explain``: they decide
+    no path or host, and resolving them looks for a cgroup, which could refuse)."""
+    from agent_sandbox._request import build_policy
+
+    return build_policy(command=command, project=project, net=s.get("net"),
+                        ro=s.get("ro", ()), rw=s.get("rw", ()), hide=s.get("hide", ()),
+                        env=s.get("env", ()), identity=identity,
+                        allow_nested_userns=s.get("allow_nested_userns", False),
+                        allow=s.get("allow", ()), allow_private=s.get("allow_private", ()),
+                        resolve=s.get("resolve", ()), forward_host=s.get("forward_host", ()),
+                        publish=s.get("publish", ()),
+                        limits={n: s.get(n) for n in LIMIT_KEYS} if limits else {},
+                        best_effort=s.get("best_effort", False), gpu=s.get("gpu", False),
+                        home_size=s.get("home_size"), agent=agent,
+                        git_token_file=s.get("git_token_file"),
+                        share_agent_state=args.share_agent_state)
+
+
 def _show_config(argv: Sequence[str]) -> int:
     """``agent-sandbox config [OPTIONS]``: the effective settings and where each came from."""
     from agent_sandbox._host import current_identity
@@ -166,17 +204,42 @@ def _show_config(argv: Sequence[str]) -> int:
     return 0
 
 
+# Subcommands, imported only when used. A command with one of these names runs as
+# ``agent-sandbox -- NAME``.
+SUBCOMMANDS = {
+    "config": ("agent_sandbox._cli", "_show_config"),
+    "ps": ("agent_sandbox._sessioncli", "ps"),
+    "stop": ("agent_sandbox._sessioncli", "stop"),
+    "log": ("agent_sandbox._sessioncli", "log"),
+    "attach": ("agent_sandbox._sessioncli", "attach"),
+    "shell-hook": ("agent_sandbox._devshell", "shell_hook"),
+    "agent-wrapper": ("agent_sandbox._devshell", "agent_wrapper"),
+}
+
+
+def _relaunch(argv: Sequence[str], command: Sequence[str], name: str) -> list[str]:
+    """This launch as a new process: same interpreter and entry, same options minus
+    --detach, with --name, same command."""
+    entry = sys.orig_argv[:len(sys.orig_argv) - len(sys.argv) + 1]
+    options = [a for a in argv[:len(argv) - len(command)] if a != "--detach"]
+    named = [] if "--name" in options or any(a.startswith("--name=") for a in options) \
+        else ["--name", name]
+    return [*entry, *options, *named, *command]
+
+
 def _run(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # A command named like a subcommand runs as: agent-sandbox -- config
-    if argv[:1] == ["config"]:
-        return _show_config(argv[1:])
-    if argv[:1] in (["shell-hook"], ["agent-wrapper"]):
-        from agent_sandbox import _devshell
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        import importlib
 
-        front = _devshell.shell_hook if argv[0] == "shell-hook" else _devshell.agent_wrapper
+        module, function = SUBCOMMANDS[argv[0]]
+        front: Callable[[list[str]], int] = getattr(importlib.import_module(module), function)
         return front(argv[1:])
     args = _parser().parse_args(argv)
+    if args.name is not None:
+        from agent_sandbox._sessions import check_name
+
+        check_name(args.name)
     if args.json and not args.check:
         raise UsageError("--json goes with --check")
     if args.check:
@@ -191,30 +254,14 @@ def _run(argv: Sequence[str] | None) -> int:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
     from agent_sandbox._host import current_identity, probe_layout
     from agent_sandbox._plan import build_plan
-    from agent_sandbox._request import (
-        build_policy,
-        check_command,
-        gather_host_view,
-        locate_project,
-    )
+    from agent_sandbox._request import check_command, gather_host_view, locate_project
 
     identity = current_identity()
     project = locate_project(args.project, identity)
     agent = _preset_name(args, command)
     s = {k: v.value for k, v in _settings(args, project, agent).items()}
-    policy = build_policy(command=command, project=project, net=s.get("net"),
-                          ro=s.get("ro", ()), rw=s.get("rw", ()), hide=s.get("hide", ()),
-                          env=s.get("env", ()), identity=identity,
-                          allow_nested_userns=s.get("allow_nested_userns", False),
-                          allow=s.get("allow", ()), allow_private=s.get("allow_private", ()),
-                          resolve=s.get("resolve", ()), forward_host=s.get("forward_host", ()),
-                          publish=s.get("publish", ()),
-                          limits={n: s.get(n) for n in
-                                  ("memory", "pids", "cpus", "timeout", "nofile", "fsize")},
-                          best_effort=s.get("best_effort", False), gpu=s.get("gpu", False),
-                          home_size=s.get("home_size"), agent=agent,
-                          git_token_file=s.get("git_token_file"),
-                          share_agent_state=args.share_agent_state)
+    policy = policy_from(args, s, command=command, project=project, identity=identity,
+                         agent=agent)
     view = gather_host_view(identity, probe_layout(), os.environ, policy.project,
                             protect=s.get("protect", ()), unprotect=s.get("unprotect", ()))
     plan = build_plan(policy, view)
@@ -269,7 +316,13 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.verbose:
         _say(f"project {policy.project} (read-write), network {policy.net.value}, "
              f"layout {view.layout.kind.value}, bwrap {bwrap}")
-    return run(plan, bwrap, quiet=args.quiet)
+    if args.detach:
+        from agent_sandbox._sessioncli import detach, free_name
+        from agent_sandbox._sessions import default_base
+
+        name = args.name or free_name(os.environ, default_base(agent, command))
+        return detach(_relaunch(argv, args.command, name), name)
+    return run(plan, bwrap, quiet=args.quiet, name=args.name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,9 +23,10 @@ import sys
 import time
 from collections.abc import Iterator
 
-from agent_sandbox._errors import SandboxUnavailable
+from agent_sandbox._errors import SandboxError, SandboxUnavailable
 from agent_sandbox._janitor import make_dirs, placeholders_removed, remove_placeholders
 from agent_sandbox._limits import EXIT_TIMEOUT, apply_rlimits
+from agent_sandbox._netlog import DecisionLog
 from agent_sandbox._netplan import hosts_file, resolv_conf
 from agent_sandbox._plan import (
     BLOCK_FD,
@@ -41,6 +42,7 @@ from agent_sandbox._plan import (
 )
 from agent_sandbox._protect import new_repository_risks
 from agent_sandbox._seccomp_cache import seccomp_program
+from agent_sandbox._sessions import default_base, registered
 from agent_sandbox._workdir import placeholder_sources, work_dir
 
 GRACE_SECONDS = 5.0
@@ -205,10 +207,34 @@ def _memory_file(stack: contextlib.ExitStack, text: str) -> int:
     return fd
 
 
-def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
-    """Run ``plan`` under ``bwrap``; return the exit status for the launcher to exit with."""
+def _net_label(plan: Plan) -> str:
+    mode = plan.policy.net.value
+    return f"{mode} ({len(plan.policy.allow)} hosts)" if mode == "filtered" else mode
+
+
+@contextlib.contextmanager
+def _session(plan: Plan, name: str | None) -> Iterator[DecisionLog]:
+    """The launch's session record (for ps, stop, attach) and its start and exit in the log."""
+    policy = plan.policy
+    record = registered(os.environ, name, default_base(policy.agent, policy.command),
+                        agent=policy.agent, project=policy.project, net=_net_label(plan),
+                        command=policy.command)
+    with record as session, contextlib.closing(DecisionLog(session.name)) as log:
+        log.record("start", pid=session.pid, agent=session.agent, project=session.project,
+                   net=session.net, command=list(session.command))
+        try:
+            yield log
+        except SandboxError as e:
+            log.record("exit", error=e.message, status=e.exit_status)
+            raise
+
+
+def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) -> int:
+    """Run ``plan`` under ``bwrap`` as session ``name`` (default: the preset's or command's
+    name and a number); return the exit status for the launcher to exit with."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(_blocked_signals(plan.shield_terminal_signals))
+        log = stack.enter_context(_session(plan, name))
         tmp = stack.enter_context(work_dir())
         seccomp_fd = stack.enter_context(seccomp_program(plan.seccomp))
         # Both pipes are close-on-exec; _spawn passes the write ends, which are closed here
@@ -229,13 +255,13 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
         else:
             passed_extra = []
         passed = [status_write, seccomp_fd, *passed_extra]
-        session = f"{os.getpid()}-{tmp[-12:]}"
+        launch_id = f"{os.getpid()}-{tmp[-12:]}"
         cgroup = None
         if plan.policy.cgroup_parent:
             from agent_sandbox._cgroup import add_process, sandbox_cgroup
 
             cgroup = stack.enter_context(sandbox_cgroup(plan.policy.limits, os.environ,
-                                                        session))
+                                                        launch_id))
         block_write = -1
         own_options = ["--json-status-fd", str(status_write)]
         if plan.net is not None or cgroup is not None:
@@ -291,7 +317,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
                 if cgroup is not None:
                     add_process(cgroup, init_pid)
                 if plan.net is not None:
-                    net = stack.enter_context(network(plan.net, init_pid, session))
+                    net = stack.enter_context(network(plan.net, init_pid, log))
             except BaseException:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)  # never let the command run unserved, unlimited
@@ -313,4 +339,5 @@ def run(plan: Plan, bwrap: str, quiet: bool = False) -> int:
                       "in the project", file=sys.stderr)
         if plan.reports_start and not _started(started_read):
             raise _failed_to_start(bwrap, status)
+        log.record("exit", status=status)
     return status

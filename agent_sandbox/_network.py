@@ -28,7 +28,7 @@ def _raise_fd_limit() -> None:
 
 
 @contextlib.contextmanager
-def network(plan: NetPlan, init_pid: int, session: str) -> Iterator[Network]:
+def network(plan: NetPlan, init_pid: int, log: DecisionLog) -> Iterator[Network]:
     _raise_fd_limit()
     with contextlib.ExitStack() as stack:
         inside = stack.enter_context(namespace_sockets(init_pid))
@@ -58,8 +58,6 @@ def network(plan: NetPlan, init_pid: int, session: str) -> Iterator[Network]:
         def dial_socket() -> socket.socket:
             return inside.make([SocketSpec("tcp", bind=False)])[0]
 
-        log = DecisionLog(session)
-        stack.callback(log.close)
         net = Network(plan.entries, plan.pins, log)
         stack.enter_context(serving(net, listeners, plan.publish, dial_socket))
         yield net

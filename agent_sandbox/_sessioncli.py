@@ -1,0 +1,224 @@
+"""``agent-sandbox ps | stop NAME | log | attach NAME``, and starting a detached session.
+
+A detached session runs the launcher on a terminal that dtach serves from a socket in the
+sessions directory, so ``attach`` works from any terminal of the same user, over ssh too,
+and detaching (Ctrl-\\) leaves the agent running. dtach is a small, long-stable program
+that does only that; it is taken from a root-owned system location, like bwrap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NoReturn, TextIO
+
+from agent_sandbox._errors import SandboxUnavailable, UsageError
+from agent_sandbox._sessions import Session, alive, find, running, sessions_dir, socket_path
+
+STOP_WAIT = 10.0  # seconds: the launcher's own grace (5 s) before it kills, and then some
+START_WAIT = 10.0
+_SOCKET_MAX = 107  # bytes in sun_path
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    from agent_sandbox._cli import _Parser
+
+    return _Parser(prog=f"agent-sandbox {prog}", description=description, allow_abbrev=False)
+
+
+def _say(text: str) -> None:
+    print(f"agent-sandbox: {text}", file=sys.stderr)
+
+
+def _uptime(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def table(sessions: Iterable[Session], detached: Iterable[str], now: float) -> str:
+    """What ``ps`` prints (pure)."""
+    detached = set(detached)
+    rows = [("NAME", "AGENT", "PID", "NET", "UPTIME", "TERMINAL", "PROJECT")]
+    rows += [(s.name, s.agent or "-", str(s.pid), s.net, _uptime(now - s.started),
+              "detached" if s.name in detached else "own", s.project) for s in sessions]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+                   + "  " + row[-1] + "\n" for row in rows)
+
+
+def _detached_names(environ: Mapping[str, str]) -> list[str]:
+    try:
+        return [n[:-5] for n in os.listdir(sessions_dir(environ)) if n.endswith(".sock")]
+    except FileNotFoundError:
+        return []
+
+
+def ps(argv: Sequence[str]) -> int:
+    p = _parser("ps", "List running sandboxes.")
+    p.add_argument("--json", action="store_true", help="one JSON object per session")
+    args = p.parse_args(argv)
+    sessions = running(os.environ)
+    if args.json:
+        for s in sessions:
+            print(s.to_json())
+    elif sessions:
+        sys.stdout.write(table(sessions, _detached_names(os.environ), time.time()))
+    else:
+        _say("no sandboxes are running")
+    return 0
+
+
+def stop(argv: Sequence[str]) -> int:
+    p = _parser("stop", "Stop a running sandbox: SIGTERM to its command, SIGKILL 5 s later.")
+    p.add_argument("name", metavar="NAME")
+    args = p.parse_args(argv)
+    session = find(os.environ, args.name)
+    # The launcher forwards SIGTERM to the command and kills the sandbox after its grace.
+    os.kill(session.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT
+    while alive(session):
+        if time.monotonic() > deadline:
+            _say(f"{session.name} (pid {session.pid}) is still running {STOP_WAIT:g} s later")
+            return 1
+        time.sleep(0.05)
+    _say(f"stopped {session.name}")
+    return 0
+
+
+def _log_path() -> str:
+    from agent_sandbox._netlog import state_dir
+
+    return os.path.join(state_dir(), "decisions.jsonl")
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """One human line for a decision-log record (pure)."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record.get("time", 0))))
+    rest = " ".join(f"{k}={_shown(v)}" for k, v in record.items()
+                    if k not in ("time", "session", "decision"))
+    return f"{when}  {record.get('session', '?')}  {record.get('decision', '?')}  {rest}"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        value = shlex.join(str(v) for v in value)
+    text = str(value)
+    return json.dumps(text) if not text or any(c.isspace() or c == '"' for c in text) else text
+
+
+def _records(lines: Iterable[str], session: str | None) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash, or not ours
+        if isinstance(record, dict) and session in (None, record.get("session")):
+            yield record
+
+
+def log(argv: Sequence[str]) -> int:
+    p = _parser("log", "Show the decision log: connections allowed and denied, bypasses, "
+                "starts and exits.")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    p.add_argument("--session", metavar="NAME", help="only this session's records")
+    p.add_argument("--json", action="store_true", help="the records as JSON lines")
+    args = p.parse_args(argv)
+    path = _log_path()
+    show: Callable[[Mapping[str, Any]], str] = json.dumps if args.json else describe
+    stream = _open_log(path)
+    try:
+        found = False
+        for record in _records(stream or (), args.session):
+            found = True
+            print(show(record))
+        if args.session and not found and not any(
+                s.name == args.session for s in running(os.environ)):
+            raise UsageError(f"no session named {args.session!r} in the log ({path})",
+                             fix="agent-sandbox ps lists the running ones")
+        while args.follow:  # until ^C
+            sys.stdout.flush()
+            stream = stream or _open_log(path)
+            lines = stream.readlines() if stream else []
+            for record in _records(lines, args.session):
+                print(show(record))
+            if not lines:
+                time.sleep(0.25)
+    finally:
+        if stream:
+            stream.close()
+    return 0
+
+
+def _open_log(path: str) -> TextIO | None:
+    try:
+        return open(path, encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+def _dtach() -> str:
+    from agent_sandbox._bwrap import trusted_tool
+
+    found = trusted_tool("dtach")
+    if found is None:
+        raise SandboxUnavailable("detached sessions need dtach, which is not installed in a "
+                                 "system location",
+                                 fix="install it (Debian/Ubuntu: sudo apt-get install dtach)")
+    return found
+
+
+def free_name(environ: Mapping[str, str], base: str) -> str:
+    taken = {s.name for s in running(environ)} | set(_detached_names(environ))
+    return next(f"{base}-{n}" for n in range(1, 100_000) if f"{base}-{n}" not in taken)
+
+
+def detach(launcher: Sequence[str], name: str) -> int:
+    """Start ``launcher`` (this launch without --detach, with --name) on a dtach terminal;
+    return once its session is registered."""
+    dtach = _dtach()
+    sock = socket_path(os.environ, name)
+    if len(os.fsencode(sock)) > _SOCKET_MAX:
+        raise SandboxUnavailable(f"the session's socket path is too long for a UNIX socket: "
+                                 f"{sock}", fix="set XDG_RUNTIME_DIR to a short private "
+                                 "directory (e.g. /run/user/$UID)")
+    if any(s.name == name for s in running(os.environ)):
+        raise UsageError(f"a session named {name!r} is already running",
+                         fix=f"choose another --name, or agent-sandbox stop {name}")
+    if os.path.exists(sock):
+        os.unlink(sock)  # its dtach is gone with its session
+    pid = os.posix_spawn(dtach, [dtach, "-n", sock, *launcher], dict(os.environ))
+    os.waitpid(pid, 0)  # dtach -n returns once its master runs the launcher
+    deadline = time.monotonic() + START_WAIT
+    while not any(s.name == name for s in running(os.environ)):
+        if not os.path.exists(sock) or time.monotonic() > deadline:
+            raise SandboxUnavailable(f"the detached session {name} did not start",
+                                     fix="run the same command without --detach to see why")
+        time.sleep(0.05)
+    _say(f"started {name}, detached; attach with: agent-sandbox attach {name} (detach again "
+         f"with Ctrl-\\); stop with: agent-sandbox stop {name}")
+    return 0
+
+
+def attach(argv: Sequence[str]) -> NoReturn:
+    p = _parser("attach", "Attach this terminal to a detached sandbox (detach with Ctrl-\\).")
+    p.add_argument("name", metavar="NAME")
+    args = p.parse_args(argv)
+    session = find(os.environ, args.name)
+    sock = socket_path(os.environ, session.name)
+    if not os.path.exists(sock):
+        raise UsageError(f"{session.name} is not detached: it runs in the terminal it was "
+                         "started from", fix="start sessions to attach to with --detach")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("attach needs a terminal (stdin and stdout)")
+    dtach = _dtach()
+    _say(f"attached to {session.name}; detach with Ctrl-\\")
+    # winch: the agent redraws for this terminal's size on attach; -z: ^Z is the agent's.
+    os.execv(dtach, [dtach, "-a", sock, "-r", "winch", "-z"])

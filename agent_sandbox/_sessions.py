@@ -1,0 +1,192 @@
+"""Running sandboxes by name: one small JSON record each, for ps, stop, log and attach.
+
+A launch claims its name by creating ``NAME.json`` exclusively (``O_EXCL``) in the sessions
+directory, and removes it when it ends. A launcher killed with SIGKILL leaves its record
+behind: a record is believed only while its pid still runs with the start time it recorded
+(pids are reused), and a stale one is removed by whoever finds it. A detached session's
+terminal is a dtach socket next to its record, ``NAME.sock``.
+
+The directory is ``$XDG_RUNTIME_DIR/agent-sandbox`` (a per-user tmpfs) when there is one,
+else ``~/.local/state/agent-sandbox/sessions``; either way private to the user (0700).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import stat
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import NamedTuple
+
+from agent_sandbox._errors import SandboxUnavailable, UsageError
+from agent_sandbox._netlog import state_dir
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+class Session(NamedTuple):
+    name: str
+    pid: int  # the launcher's
+    ticks: int  # the launcher's start time, field 22 of /proc/PID/stat
+    started: float  # time.time() at launch
+    agent: str
+    project: str
+    net: str  # none, filtered (N hosts), host
+    command: tuple[str, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(self._asdict())
+
+    @classmethod
+    def from_json(cls, text: str) -> Session | None:
+        """The record, or None when it is not one (a partial write, another version)."""
+        try:
+            data = json.loads(text)
+            return cls(**{**data, "command": tuple(data["command"])})
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise UsageError(f"--name {name!r}: a session name is {NAME_RULE}")
+    return name
+
+
+def default_base(agent: str, command: Sequence[str]) -> str:
+    """What a session is called without --name: its preset, else its command, plus -N."""
+    base = agent or re.sub(r"[^A-Za-z0-9._-]", "", os.path.basename(command[0]))
+    return (base.lstrip("._-") or "session")[:60]
+
+
+def sessions_dir(environ: Mapping[str, str]) -> str:
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    if runtime.startswith("/") and os.path.isdir(runtime):
+        return os.path.join(runtime, "agent-sandbox")
+    return os.path.join(state_dir(), "sessions")
+
+
+def _private_dir(path: str) -> str:
+    """``path``, made if missing; refused unless it is a real directory only we can use."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise SandboxUnavailable(f"the sessions directory {path} is not a directory private to "
+                                 "you", fix=f"remove {path} if it is not yours")
+    return path
+
+
+def _ticks(pid: int) -> int | None:
+    """The start time of ``pid`` (clock ticks since boot), None if it is not running (a
+    zombie has ended: only its parent has not collected its status yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            # The command name (field 2) may hold spaces and parentheses: split after it.
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(session: Session) -> bool:
+    return _ticks(session.pid) == session.ticks
+
+
+def _read(directory: str, name: str) -> Session | None:
+    try:
+        fd = os.open(os.path.join(directory, f"{name}.json"), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8") as f:
+        return Session.from_json(f.read())
+
+
+def _stale(directory: str, name: str) -> bool:
+    """Whether ``name``'s record exists and its launcher is gone (then the record is removed)."""
+    session = _read(directory, name)
+    if session is not None and alive(session):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(directory, f"{name}.json"))
+    return True
+
+
+def running(environ: Mapping[str, str]) -> list[Session]:
+    """Live sessions, oldest first; stale records found on the way are removed."""
+    directory = sessions_dir(environ)
+    try:
+        names = [n[:-5] for n in os.listdir(directory) if n.endswith(".json")]
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        session = _read(directory, name)
+        if session is not None and alive(session):
+            found.append(session)
+        else:
+            _stale(directory, name)
+    return sorted(found, key=lambda s: s.started)
+
+
+def find(environ: Mapping[str, str], name: str) -> Session:
+    live = running(environ)
+    for session in live:
+        if session.name == name:
+            return session
+    known = ", ".join(s.name for s in live) or "none"
+    raise UsageError(f"no running session named {name!r} (running: {known})",
+                     fix="agent-sandbox ps lists them")
+
+
+def _claim(directory: str, name: str, record: Session) -> bool:
+    """Put ``name``'s record in place, whole and exclusively (written aside, then linked:
+    no one ever reads half a record); False if a live session holds the name."""
+    path = os.path.join(directory, f"{name}.json")
+    aside = os.path.join(directory, f".{name}.{record.pid}.tmp")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(record._replace(name=name).to_json())
+    try:
+        while True:
+            try:
+                os.link(aside, path)
+                return True
+            except FileExistsError:
+                if not _stale(directory, name):
+                    return False
+    finally:
+        os.unlink(aside)
+
+
+@contextlib.contextmanager
+def registered(environ: Mapping[str, str], name: str | None, base: str, *, agent: str,
+               project: str, net: str, command: Sequence[str]) -> Iterator[Session]:
+    """This launch's record, under ``name`` or the first free ``base-N``; removed on exit."""
+    directory = _private_dir(sessions_dir(environ))
+    pid = os.getpid()
+    record = Session("", pid, _ticks(pid) or 0, time.time(), agent, project, net,
+                     tuple(command))
+    if name is not None:
+        if not _claim(directory, name, record):
+            raise UsageError(f"a session named {name!r} is already running",
+                             fix="choose another --name, or agent-sandbox stop " + name)
+        chosen = name
+    else:
+        chosen = next(f"{base}-{n}" for n in range(1, 100_000)
+                      if _claim(directory, f"{base}-{n}", record))
+    try:
+        yield record._replace(name=chosen)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, f"{chosen}.json"))
+
+
+def socket_path(environ: Mapping[str, str], name: str) -> str:
+    """Where a detached session's terminal is served (dtach's socket)."""
+    return os.path.join(_private_dir(sessions_dir(environ)), f"{name}.sock")
