@@ -33,6 +33,7 @@ examples:
   agent-sandbox claude               run an agent confined (network: see --net)
   agent-sandbox --dry-run -- make    show exactly what would run
   agent-sandbox --check              what this host can enforce
+  agent-sandbox explain ~/.ssh       what the sandbox shows at a path (or lets through to a host)
   agent-sandbox --detach --name w claude
                                      run in the background; agent-sandbox attach w
   agent-sandbox ps                   running sandboxes; also: stop NAME, attach NAME,
@@ -208,6 +209,7 @@ def _show_config(argv: Sequence[str]) -> int:
 # ``agent-sandbox -- NAME``.
 SUBCOMMANDS = {
     "config": ("agent_sandbox._cli", "_show_config"),
+    "explain": ("agent_sandbox._explain", "explain"),
     "ps": ("agent_sandbox._sessioncli", "ps"),
     "stop": ("agent_sandbox._sessioncli", "stop"),
     "log": ("agent_sandbox._sessioncli", "log"),

@@ -38,6 +38,16 @@ PROJECT_KEYS = ("net", "hide", "drop_allow", "protect", *LIMIT_KEYS)
 class Value(NamedTuple):
     value: Any  # str, bool, or tuple[str, ...] for lists
     source: str  # "built-in", "FILE:LINE", "AGENT_SANDBOX_NET", "--net"
+    # A list adds up over the layers: where each item came from, in order (empty: all from
+    # ``source``). ``agent-sandbox explain`` names the layer behind one item.
+    item_sources: tuple[str, ...] = ()
+
+    def per_item(self) -> tuple[str, ...]:
+        return self.item_sources or (self.source,) * len(self.value)
+
+    def sources_of(self, item: str) -> list[str]:
+        """The layers that gave this list ``item`` (several may give the same one)."""
+        return [s for v, s in zip(self.value, self.per_item(), strict=True) if v == item]
 
 
 def user_file(environ: Mapping[str, str]) -> str:
@@ -216,14 +226,18 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
                                  f"net = {old!r}")
             merged["net"] = item
         elif key in ("hide", "protect"):
-            before = merged.get(key, Value((), "built-in")).value
-            merged[key] = Value((*before, *item.value), item.source)
+            before = merged.get(key, Value((), "built-in"))
+            merged[key] = Value((*before.value, *item.value), item.source,
+                                (*before.per_item(), *item.per_item()))
         elif key == "drop_allow":
             for list_key in ("allow", "allow_private"):
                 if list_key in merged:
-                    kept = tuple(a for a in merged[list_key].value if a not in item.value)
-                    merged[list_key] = Value(kept, f"{merged[list_key].source}, "
-                                                   f"minus {item.source}")
+                    old_list = merged[list_key]
+                    kept = [(a, s) for a, s in zip(old_list.value, old_list.per_item(),
+                                                   strict=True) if a not in item.value]
+                    merged[list_key] = Value(tuple(a for a, _ in kept),
+                                             f"{old_list.source}, minus {item.source}",
+                                             tuple(s for _, s in kept))
         else:  # a limit: may be set, or lowered, never raised
             if key not in merged and key in built_in:
                 merged[key] = Value(str(built_in[key]), "built-in")
@@ -263,6 +277,7 @@ def _merge(merged: dict[str, Value], layer: Mapping[str, Value]) -> None:
     for key, item in layer.items():
         if key in LIST_KEYS and key in merged:
             merged[key] = Value((*merged[key].value, *item.value),
-                                f"{merged[key].source} + {item.source}")
+                                f"{merged[key].source} + {item.source}",
+                                (*merged[key].per_item(), *item.per_item()))
         else:
             merged[key] = item

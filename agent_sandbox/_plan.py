@@ -62,6 +62,10 @@ class Op(NamedTuple):
     words: tuple[Word, ...]
     why: str = ""
 
+    def text(self) -> str:
+        """The option and its arguments, shell-quoted (placeholders as ``$NAME``)."""
+        return " ".join(_quote(w) for w in self.words)
+
 
 class Section(NamedTuple):
     title: str
@@ -158,8 +162,7 @@ class Plan(NamedTuple):
         for section in self.sections:
             lines.append(f"# {section.title}")
             for op in section.ops:
-                text = " ".join(_quote(w) for w in op.words)
-                lines.append(f"  {text}" + (f"    # {op.why}" if op.why else ""))
+                lines.append(f"  {op.text()}" + (f"    # {op.why}" if op.why else ""))
         lines.append("# command")
         lines.append("  --")
         if self.starter:
