@@ -6,16 +6,21 @@ This measures, in one run, against a plain-HTTP upstream served by this script o
 the host's 127.0.0.1: download throughput through the proxy and the transparent path against
 the same client outside any sandbox (target >= 0.8x); the median added latency of a new
 connection (target <= +1 ms); the launcher's RSS while it holds idle connections; and the
-launch time of a filtered sandbox against ``--net none`` (target <= 1.5x).
+launch time of a filtered sandbox against ``--net none`` (target <= 1.5x). For scale, when
+socat is installed, the same download through a plain socat TCP relay on the host (a peer:
+any userspace relay adds a loopback hop).
 Numbers are machine-dependent; nothing here is asserted by the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import json
 import shlex
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -104,6 +109,25 @@ def start_upstream(mib: int) -> int:
     return int(server.server_address[1])
 
 
+def start_socat(upstream: int) -> tuple[subprocess.Popen[bytes], int] | None:
+    """A socat relay on the host to ``upstream``, if socat is installed: (process, port)."""
+    socat = shutil.which("socat")
+    if socat is None:
+        return None
+    with socket.socket() as probe:  # a free port (socat binds it right after)
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    proc = subprocess.Popen([socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                             f"TCP:127.0.0.1:{upstream}"], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.connect(("127.0.0.1", port))
+            return proc, port
+        time.sleep(0.02)
+    proc.kill()
+    sys.exit("bench: socat did not start listening")
+
+
 def output(argv: list[str], cwd: str) -> str:
     proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, check=False)
@@ -122,9 +146,10 @@ def launcher_state(pid: int) -> tuple[float, int]:
 
 
 def throughput(sandbox: list[str], tools: dict[str, str], port: int, mib: int, runs: int,
-               cwd: str) -> tuple[str, dict[str, float]]:
+               cwd: str, socat_port: int | None) -> tuple[str, dict[str, float]]:
     """Median MiB/s per path over interleaved rounds: direct on the host, then one sandbox
-    running the proxy and the transparent download; the client times itself (no start-up)."""
+    running the proxy and the transparent download, then through socat if there is one; the
+    client times itself (no start-up)."""
     url = f"http://{NAME}:{port}/big"
     curl = tools.get("curl")
 
@@ -139,8 +164,12 @@ def throughput(sandbox: list[str], tools: dict[str, str], port: int, mib: int, r
     inside = [*sandbox, "sh", "-c",
               f"{shlex.join(client(url, PROXY))} && {shlex.join(client(url, ''))}"]
     seconds: dict[str, list[float]] = {"direct": [], "proxy": [], "transparent": []}
+    peer = [] if socat_port is None else [client(f"http://127.0.0.1:{socat_port}/big", "")]
+    if peer:
+        seconds["socat relay"] = []
     for round_no in range(WARMUP + runs):
-        lines = output(direct, cwd).splitlines() + output(inside, cwd).splitlines()
+        lines = [line for argv in (direct, inside, *peer)
+                 for line in output(argv, cwd).splitlines()]
         for mode, line in zip(seconds, lines, strict=True):
             elapsed, size = line.split()
             if int(float(size)) != mib * MIB:
@@ -216,7 +245,14 @@ def main() -> int:
         if "python3" not in tools:
             sys.exit("bench: no python3 inside the sandbox")
         print("bench: throughput", file=sys.stderr)
-        method, mib_s = throughput(sandbox, tools, port, args.mib, args.runs, project)
+        socat = start_socat(port)
+        try:
+            method, mib_s = throughput(sandbox, tools, port, args.mib, args.runs, project,
+                                       socat[1] if socat else None)
+        finally:
+            if socat:
+                socat[0].kill()
+                socat[0].wait()
         print("bench: sequential connections", file=sys.stderr)
         conn_ms = connections(sandbox, tools["python3"], port, args.connections, project)
         print("bench: launcher RSS", file=sys.stderr)
@@ -250,6 +286,9 @@ def main() -> int:
     for mode, ratio in ratios.items():
         print(f"  {mode:<13}{mib_s[mode]:>7.0f}  {ratio:.2f}x direct, target >= "
               f"{TARGET_THROUGHPUT:g}x: {verdict(ratio >= TARGET_THROUGHPUT)}")
+    if "socat relay" in mib_s:
+        print(f"  {'socat relay':<13}{mib_s['socat relay']:>7.0f}  "
+              f"{mib_s['socat relay'] / mib_s['direct']:.2f}x direct (a peer, for scale)")
     print(f"sequential connections: {args.connections} per path, median ms per new "
           f"connection + small GET\n  {'direct':<13}{conn_ms['direct']:>7.3f}")
     for mode, ms in added.items():
