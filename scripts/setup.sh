@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# bubblewrap: the sandbox; libseccomp2: the seccomp layer; python3-venv: the venv;
-# git, vim-tiny, util-linux (ipcmk, unshare), curl: used by the test suite; nix-bin: the
-# flake's offline tests (tests/nix).
-packages=(bubblewrap libseccomp2 python3 python3-venv git vim-tiny util-linux curl nix-bin)
+# bubblewrap: the sandbox; libseccomp2: the seccomp layer; python3-venv: the venv; dtach:
+# detached sessions (--detach, attach); git, vim-tiny, util-linux (ipcmk, unshare), curl:
+# used by the test suite; nix-bin: the flake's offline tests (tests/nix).
+packages=(bubblewrap libseccomp2 python3 python3-venv dtach git vim-tiny util-linux curl
+          nix-bin)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
