@@ -28,13 +28,13 @@ import errno
 import os
 import posixpath
 import re
-import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
 from agent_sandbox._limits import Limits, cpu_percent
+from agent_sandbox._say import say
 
 CGROUP_MOUNT = "/sys/fs/cgroup"
 PARENT_VARIABLE = "AGENT_SANDBOX_CGROUP_PARENT"
@@ -311,8 +311,8 @@ def _remove(parent_fd: int, name: str, where: str) -> None:
             if e.errno != errno.EBUSY:
                 break
             time.sleep(0.01)
-    print(f"agent-sandbox: warning: cannot remove the cgroup {where}/{name}: {problem}; "
-          "rmdir it once its processes are gone", file=sys.stderr)
+    say(f"warning: cannot remove the cgroup {where}/{name}: {problem}; "
+        "rmdir it once its processes are gone")
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from agent_sandbox import __version__
 from agent_sandbox._errors import EXIT_USAGE, SandboxError, UsageError
+from agent_sandbox._say import say
 
 if TYPE_CHECKING:
     from agent_sandbox._host import Identity
@@ -43,8 +44,8 @@ examples:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        print(f"agent-sandbox: error: {message}\nagent-sandbox: see agent-sandbox --help",
-              file=sys.stderr)
+        say(f"error: {message}")
+        say("see agent-sandbox --help")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -130,9 +131,6 @@ def _parser() -> _Parser:
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
-
-def _say(text: str) -> None:
-    print(f"agent-sandbox: {text}", file=sys.stderr)
 
 
 FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
@@ -290,34 +288,33 @@ def _run(argv: Sequence[str] | None) -> int:
 
     bwrap = find_bwrap(os.environ)
     if policy.net.value == "host":
-        _say("warning: --net host shares the host network: every service listening on host "
-             "loopback and every abstract UNIX socket (X11, D-Bus, IDE helpers) is reachable "
-             "from inside")
+        say("warning: --net host shares the host network: every service listening on host "
+            "loopback and every abstract UNIX socket (X11, D-Bus, IDE helpers) is reachable "
+            "from inside")
     if agent and not policy.allow_nested_userns and not args.quiet:
         from agent_sandbox._presets import load
 
         note = load(agent).inner_sandbox
         if note and "danger-full-access" not in command:
-            _say(f"note: {note}")
+            say(f"note: {note}")
     if policy.shared_state:
-        _say(f"warning: --share-agent-state: {', '.join(policy.shared_state)} are writable "
-             "inside: the agent could plant settings or hooks there that run when you use it "
-             "outside the sandbox")
+        say(f"warning: --share-agent-state: {', '.join(policy.shared_state)} are writable "
+            "inside: the agent could plant settings or hooks there that run when you use it "
+            "outside the sandbox")
     if policy.allow_nested_userns:
-        _say("warning: --allow-nested-userns: the command may create user namespaces; inside "
-             "one it can mount over or pivot away from the read-only binds it sees (the host "
-             "files stay protected by their permissions, not by the sandbox's view)")
+        say("warning: --allow-nested-userns: the command may create user namespaces; inside "
+            "one it can mount over or pivot away from the read-only binds it sees (the host "
+            "files stay protected by their permissions, not by the sandbox's view)")
     for p in view.protections:
         if p.mode == "symlink":
-            _say(f"warning: {p.path} is a symlink, so it cannot be made read-only: the command "
-                 "could replace it, and host tools would then run what it wrote")
+            say(f"warning: {p.path} is a symlink, so it cannot be made read-only: the command "
+                "could replace it, and host tools would then run what it wrote")
     if identity.uid == 0 and not args.quiet:
-        _say(f"notice: called as root: the command runs as uid {identity.inside_uid} with no "
-             "capabilities, but it is still host root to file permissions: what only root "
-             "may read stays readable, and root's files stay writable in writable paths")
+        say(f"notice: called as root: the command runs as uid {identity.inside_uid} with no "
+            "capabilities, but it is still host root to file permissions: what only root "
+            "may read stays readable, and root's files stay writable in writable paths")
     if args.verbose:
-        _say(f"project {policy.project} (read-write), network {policy.net.value}, "
-             f"layout {view.layout.kind.value}, bwrap {bwrap}")
+        say(f"layout {view.layout.kind.value}, bwrap {bwrap}")
     if args.detach:
         from agent_sandbox._sessioncli import detach, free_name
         from agent_sandbox._sessions import default_base
@@ -331,9 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
     except SandboxError as e:
-        _say(f"error: {e.message}")
+        say(f"error: {e.message}")
         if e.fix:
-            _say(f"fix: {e.fix}")
+            say(f"fix: {e.fix}")
         return e.exit_status
     except KeyboardInterrupt:
         return 130

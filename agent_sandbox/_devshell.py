@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from agent_sandbox._env import MARKER
 from agent_sandbox._errors import UsageError
+from agent_sandbox._say import say
 
 SWITCH = "AGENT_SANDBOX"
 _ON = ("", "1", "true", "yes")
@@ -37,9 +37,6 @@ def confinement_wanted(environ: Mapping[str, str]) -> bool:
                      fix=f"unset {SWITCH} to run confined, or {SWITCH}=false to run "
                          "unconfined")
 
-
-def _say(text: str) -> None:
-    print(f"agent-sandbox: {text}", file=sys.stderr)
 
 
 def _subparser(prog: str) -> argparse.ArgumentParser:
@@ -62,7 +59,7 @@ def agent_wrapper(argv: Sequence[str]) -> int:
         if MARKER in os.environ:
             # The wrapper execs the agent directly inside a sandbox (marker and seccomp
             # filter); the marker alone, outside one, is not believed.
-            _say(f"warning: {MARKER} is set but this process is not confined: confining")
+            say(f"warning: {MARKER} is set but this process is not confined: confining")
         from agent_sandbox._cli import main
 
         return main(["--agent", args.agent, "--", *command])
@@ -72,8 +69,8 @@ def agent_wrapper(argv: Sequence[str]) -> int:
 def _bypass(agent: str, command: Sequence[str]) -> NoReturn:
     from agent_sandbox._netlog import DecisionLog
 
-    _say(f"WARNING: {SWITCH}=false: running {command[0]} UNCONFINED: it can read and change "
-         "everything you can, and reach any host")
+    say(f"WARNING: {SWITCH}=false: running {command[0]} UNCONFINED: it can read and change "
+        "everything you can, and reach any host")
     log = DecisionLog(f"{os.getpid()}-bypass")
     log.record("bypass", agent=agent, command=list(command), cwd=os.getcwd())
     log.close()
@@ -91,17 +88,17 @@ def shell_hook(argv: Sequence[str]) -> int:
     p.add_argument("--wrapper", metavar="PATH")
     args = p.parse_args(argv)
     if not args.command:
-        _say("this shell has agent-sandbox; confine a command with: agent-sandbox -- COMMAND")
+        say("this shell has agent-sandbox; confine a command with: agent-sandbox -- COMMAND")
         return 0
     name = args.command
     try:
         if confinement_wanted(os.environ):
-            _say(f"`{name}` runs confined here ({_summary(args.agent)}); to run it "
-                 f"unconfined once: {SWITCH}=false {name}")
+            say(f"`{name}` runs confined here ({_summary(args.agent)}); to run it "
+                f"unconfined once: {SWITCH}=false {name}")
         else:
-            _say(f"WARNING: {SWITCH}=false: `{name}` runs UNCONFINED in this shell")
+            say(f"WARNING: {SWITCH}=false: `{name}` runs UNCONFINED in this shell")
     except UsageError as e:
-        _say(f"warning: {e.message}: `{name}` refuses to start until it is fixed")
+        say(f"warning: {e.message}: `{name}` refuses to start until it is fixed")
     if args.wrapper:
         q, w = shlex.quote(name), shlex.quote(args.wrapper)
         # An alias or function from ~/.bashrc, or an earlier PATH entry, would silently

@@ -16,8 +16,9 @@ import contextlib
 import os
 import select
 import stat
-import sys
 from collections.abc import Iterator, Sequence
+
+from agent_sandbox._say import say
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -116,5 +117,4 @@ def placeholders_removed(project: str, paths: Sequence[str],
         yield
     finally:
         for left in remove_placeholders(project, paths):
-            print(f"agent-sandbox: warning: placeholder left in the project: {left}",
-                  file=sys.stderr)
+            say(f"warning: placeholder left in the project: {left}")

@@ -19,14 +19,13 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxError, SandboxUnavailable
 from agent_sandbox._janitor import make_dirs, placeholders_removed, remove_placeholders
 from agent_sandbox._limits import EXIT_TIMEOUT, apply_rlimits
-from agent_sandbox._netlog import DecisionLog
+from agent_sandbox._netlog import DecisionLog, state_dir
 from agent_sandbox._netplan import hosts_file, resolv_conf
 from agent_sandbox._plan import (
     BLOCK_FD,
@@ -41,8 +40,9 @@ from agent_sandbox._plan import (
     git_excludes,
 )
 from agent_sandbox._protect import new_repository_risks
+from agent_sandbox._say import say
 from agent_sandbox._seccomp_cache import seccomp_program
-from agent_sandbox._sessions import default_base, registered
+from agent_sandbox._sessions import Session, default_base, registered
 from agent_sandbox._workdir import placeholder_sources, work_dir
 
 GRACE_SECONDS = 5.0
@@ -207,13 +207,30 @@ def _memory_file(stack: contextlib.ExitStack, text: str) -> int:
     return fd
 
 
+def _net_words(plan: Plan) -> str:
+    mode = plan.policy.net.value
+    if mode == "filtered":
+        return f"filtered to {_hosts(plan)}"
+    return "none (loopback only)" if mode == "none" else "host (shared)"
+
+
+def _home_relative(path: str) -> str:
+    home = os.path.expanduser("~")
+    return "~" + path[len(home):] if path.startswith(home + "/") else path
+
+
 def _net_label(plan: Plan) -> str:
     mode = plan.policy.net.value
-    return f"{mode} ({len(plan.policy.allow)} hosts)" if mode == "filtered" else mode
+    return f"{mode} ({_hosts(plan)})" if mode == "filtered" else mode
+
+
+def _hosts(plan: Plan) -> str:
+    count = len(plan.policy.allow)
+    return f"{count} host" if count == 1 else f"{count} hosts"
 
 
 @contextlib.contextmanager
-def _session(plan: Plan, name: str | None) -> Iterator[DecisionLog]:
+def _session(plan: Plan, name: str | None) -> Iterator[tuple[Session, DecisionLog]]:
     """The launch's session record (for ps, stop, attach) and its start and exit in the log."""
     policy = plan.policy
     record = registered(os.environ, name, default_base(policy.agent, policy.command),
@@ -223,7 +240,7 @@ def _session(plan: Plan, name: str | None) -> Iterator[DecisionLog]:
         log.record("start", pid=session.pid, agent=session.agent, project=session.project,
                    net=session.net, command=list(session.command))
         try:
-            yield log
+            yield session, log
         except SandboxError as e:
             log.record("exit", error=e.message, status=e.exit_status)
             raise
@@ -234,7 +251,10 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) ->
     name and a number); return the exit status for the launcher to exit with."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(_blocked_signals(plan.shield_terminal_signals))
-        log = stack.enter_context(_session(plan, name))
+        session, log = stack.enter_context(_session(plan, name))
+        if not quiet:
+            say(f"{session.name}: {plan.policy.project} read-write; network "
+                f"{_net_words(plan)}; log and state in {_home_relative(state_dir())}")
         tmp = stack.enter_context(work_dir())
         seccomp_fd = stack.enter_context(seccomp_program(plan.seccomp))
         # Both pipes are close-on-exec; _spawn passes the write ends, which are closed here
@@ -326,17 +346,16 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) ->
             os.write(block_write, b"x")
         status, timed_out = _supervise(pid, init_pid, plan.policy.limits.timeout)
         if timed_out:
-            print(f"agent-sandbox: stopped: --timeout {plan.policy.limits.timeout:g}s reached",
-                  file=sys.stderr)
+            say(f"stopped: --timeout {plan.policy.limits.timeout:g}s reached")
             status = EXIT_TIMEOUT
         summary = net.summary() if net is not None else None
         if summary and not quiet:
-            print(f"agent-sandbox: {summary}", file=sys.stderr)
+            say(summary)
         if plan.protections:
             for risk in new_repository_risks(plan.policy.project, plan.protections):
-                print("agent-sandbox: warning: the command made a git repository that host "
-                      f"git would run code from: {risk}; check it before using git there or "
-                      "in the project", file=sys.stderr)
+                say("warning: the command made a git repository that host "
+                    f"git would run code from: {risk}; check it before using git there or "
+                    "in the project")
         if plan.reports_start and not _started(started_read):
             raise _failed_to_start(bwrap, status)
         log.record("exit", status=status)

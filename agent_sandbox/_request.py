@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +34,7 @@ from agent_sandbox._policy import (
     is_env_name,
 )
 from agent_sandbox._protect import scan
+from agent_sandbox._say import say
 
 # Never a project: they would expose the system, every home, or the shared temp dirs.
 _NOT_A_PROJECT = ("/", "/tmp", "/var/tmp", "/home", "/root")
@@ -184,8 +184,8 @@ def _token_file(raw: str, cwd: str) -> str:
     if not os.path.isfile(path):
         raise UsageError(f"--git-token-file {raw}: not a file")
     if os.stat(path).st_mode & 0o077:
-        print(f"agent-sandbox: warning: --git-token-file {raw} is readable by others "
-              "(chmod 600 it)", file=sys.stderr)
+        say(f"warning: --git-token-file {raw} is readable by others "
+            "(chmod 600 it)")
     return path
 
 
@@ -234,8 +234,7 @@ def _limits(raw: Mapping[str, str | None], best_effort: bool,
             fix="delegate a cgroup v2 directory to yourself (docs/configuration.md), or run "
                 "where systemd --user manages a cgroup v2 tree; else drop the limit, or add "
                 "--best-effort to run without it (with a warning)")
-    print(f"agent-sandbox: warning: --best-effort: {asked} NOT enforced: {why_not}",
-          file=sys.stderr)
+    say(f"warning: --best-effort: {asked} NOT enforced: {why_not}")
     return {"limits": limits._replace(memory=None, pids=None, cpus=None)}
 
 

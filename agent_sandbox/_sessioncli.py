@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn, TextIO
 
 from agent_sandbox._errors import SandboxUnavailable, UsageError
+from agent_sandbox._say import say
 from agent_sandbox._sessions import Session, alive, find, running, sessions_dir, socket_path
 
 STOP_WAIT = 10.0  # seconds: the launcher's own grace (5 s) before it kills, and then some
@@ -31,9 +32,6 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 
     return _Parser(prog=f"agent-sandbox {prog}", description=description, allow_abbrev=False)
 
-
-def _say(text: str) -> None:
-    print(f"agent-sandbox: {text}", file=sys.stderr)
 
 
 def _uptime(seconds: float) -> str:
@@ -72,7 +70,7 @@ def ps(argv: Sequence[str]) -> int:
     elif sessions:
         sys.stdout.write(table(sessions, _detached_names(os.environ), time.time()))
     else:
-        _say("no sandboxes are running")
+        say("no sandboxes are running")
     return 0
 
 
@@ -86,10 +84,10 @@ def stop(argv: Sequence[str]) -> int:
     deadline = time.monotonic() + STOP_WAIT
     while alive(session):
         if time.monotonic() > deadline:
-            _say(f"{session.name} (pid {session.pid}) is still running {STOP_WAIT:g} s later")
+            say(f"{session.name} (pid {session.pid}) is still running {STOP_WAIT:g} s later")
             return 1
         time.sleep(0.05)
-    _say(f"stopped {session.name}")
+    say(f"stopped {session.name}")
     return 0
 
 
@@ -202,8 +200,8 @@ def detach(launcher: Sequence[str], name: str) -> int:
             raise SandboxUnavailable(f"the detached session {name} did not start",
                                      fix="run the same command without --detach to see why")
         time.sleep(0.05)
-    _say(f"started {name}, detached; attach with: agent-sandbox attach {name} (detach again "
-         f"with Ctrl-\\); stop with: agent-sandbox stop {name}")
+    say(f"started {name}, detached; attach with: agent-sandbox attach {name} (detach again "
+        f"with Ctrl-\\); stop with: agent-sandbox stop {name}")
     return 0
 
 
@@ -219,6 +217,6 @@ def attach(argv: Sequence[str]) -> NoReturn:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("attach needs a terminal (stdin and stdout)")
     dtach = _dtach()
-    _say(f"attached to {session.name}; detach with Ctrl-\\")
+    say(f"attached to {session.name}; detach with Ctrl-\\")
     # winch: the agent redraws for this terminal's size on attach; -z: ^Z is the agent's.
     os.execv(dtach, [dtach, "-a", sock, "-r", "winch", "-z"])

@@ -22,12 +22,12 @@ import contextlib
 import fcntl
 import os
 import stat
-import sys
 import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
+from agent_sandbox._say import say
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LOCK_SUFFIX = ".lock"
@@ -269,8 +269,7 @@ def work_dir() -> Iterator[str]:
     base_fd = _open_base(base)
     try:
         for problem in reap_stale(base_fd):
-            print(f"agent-sandbox: warning: stale work dir left in {base}: {problem}",
-                  file=sys.stderr)
+            say(f"warning: stale work dir left in {base}: {problem}")
         name = f"{os.getpid()}-{os.urandom(6).hex()}"
         lock_tmp = f".{name}{_LOCK_SUFFIX}.tmp"
         lock_fd = os.open(
@@ -290,8 +289,8 @@ def work_dir() -> Iterator[str]:
                     remove_tree(base_fd, name)
                     os.unlink(name + _LOCK_SUFFIX, dir_fd=base_fd)
                 except (OSError, UnsafeTree) as e:
-                    print(f"agent-sandbox: warning: could not remove the work dir "
-                          f"{os.path.join(base, name)}: {e}", file=sys.stderr)
+                    say(f"warning: could not remove the work dir "
+                        f"{os.path.join(base, name)}: {e}")
         finally:
             os.close(lock_fd)
     finally:

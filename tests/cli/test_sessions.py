@@ -135,7 +135,7 @@ def test_log_has_starts_exits_and_decisions_by_session(project: Path,
     records = _log(project, senv, "--session", "net")
     assert [r["decision"] for r in records] == ["start", "deny", "exit"]
     start, deny, end = records
-    assert start["net"] == "filtered (1 hosts)" and start["project"] == str(project)
+    assert start["net"] == "filtered (1 host)" and start["project"] == str(project)
     assert deny["host"] == "denied.example" and end["status"] == 0
     assert {r["session"] for r in _log(project, senv)} == {"net", "other"}
     human = run_cli(["log", "--session", "net"], cwd=project, env=senv).stdout.splitlines()

@@ -69,8 +69,11 @@ def _filtered(up: Upstream, *extra: str) -> list[str]:
 
 
 def _log(env: Env) -> list[dict[str, Any]]:
+    """The connection decisions in the log (not the launches' starts and exits)."""
     path = Path(env.vars["HOME"]) / ".local/state/agent-sandbox/decisions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    records = [json.loads(line) for line in path.read_text().splitlines()] \
+        if path.exists() else []
+    return [r for r in records if r["decision"] not in ("start", "exit")]
 
 
 def test_allowed_name_through_both_client_paths(project: Path, env: Env,

@@ -60,6 +60,7 @@ class Flake:
             **access,
             # Offline: no binary cache; flakes are still experimental in nix 2.8.
             "NIX_CONFIG": "experimental-features = nix-command flakes\nsubstituters =\n",
+            "NO_COLOR": "1",  # plain messages on the terminals pexpect gives
         }
 
     def ref(self, output: str = "") -> str:
