@@ -214,6 +214,7 @@ SUBCOMMANDS = {
     "attach": ("agent_sandbox._sessioncli", "attach"),
     "shell-hook": ("agent_sandbox._devshell", "shell_hook"),
     "agent-wrapper": ("agent_sandbox._devshell", "agent_wrapper"),
+    "completion": ("agent_sandbox._docgen", "completion_main"),
 }
 
 

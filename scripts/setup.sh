@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 # bubblewrap: the sandbox; libseccomp2: the seccomp layer; python3-venv: the venv; dtach:
 # detached sessions (--detach, attach); git, vim-tiny, util-linux (ipcmk, unshare), curl:
-# used by the test suite; nix-bin: the flake's offline tests (tests/nix).
+# used by the test suite; nix-bin: the flake's offline tests (tests/nix); zsh, fish: the
+# completion tests.
 packages=(bubblewrap libseccomp2 python3 python3-venv dtach git vim-tiny util-linux curl
-          nix-bin)
+          nix-bin zsh fish)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
