@@ -192,6 +192,9 @@ def test_detach_attach_detach_and_attach_again(project: Path, senv: dict[str, st
         child.expect(pexpect.EOF)
         child.close()
         _wait_for(lambda: _ps(project, senv) == [])
+        dead = run_cli(["attach", "bg"], cwd=project, env=senv)  # ended: nothing to attach
+        assert dead.returncode == 2
+        assert "no running session named 'bg'" in dead.stderr
     finally:
         run_cli(["stop", "bg"], cwd=project, env=senv)
 
