@@ -188,7 +188,10 @@ def reap_stale(base_fd: int) -> list[str]:
         if name.endswith(_LOCK_SUFFIX):
             continue
         if name.startswith("."):
-            _reap_unrenamed_lock(base_fd, name)
+            # Hidden: a lock a launcher died before renaming, or a placeholder source
+            # (shared by every launch: never reaped).
+            if name.endswith(_LOCK_SUFFIX + ".tmp"):
+                _reap_unrenamed_lock(base_fd, name)
             continue
         lock_name = name + _LOCK_SUFFIX
         lock_fd = _try_lock(base_fd, lock_name) if lock_name in names else None

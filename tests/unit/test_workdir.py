@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,25 @@ def test_a_base_dir_symlink_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
     os.symlink(victim, _base(tmp_path))
     with pytest.raises(SandboxUnavailable), work_dir():
         pass
+
+
+def test_old_placeholder_sources_are_kept_old_unrenamed_locks_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every launch shares the placeholder sources; reaping them as stale locks made a
+    # concurrent launch read a half-written one or lose it mid-bind.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    base = _base(tmp_path)
+    base.mkdir(mode=0o700)
+    old = time.time() - 3600
+    for name in (".empty-file", ".empty.json", ".git-commondir", ".444-gone.lock.tmp"):
+        (base / name).write_text("")
+        os.utime(base / name, (old, old))
+    (base / ".empty").mkdir()
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert reap_stale(fd) == []
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(base)) == [".empty", ".empty-file", ".empty.json",
+                                        ".git-commondir"]
