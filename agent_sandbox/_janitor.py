@@ -1,13 +1,15 @@
 """Making, then removing, the protected-file placeholders in the project.
 
-bwrap creates an empty directory or file in the project for each protected path that does
-not exist yet (the mount point of its read-only placeholder); the launcher makes the missing
-directories on the way to one beforehand, as bwrap must pin them (bind them over themselves)
-and only binds what exists. The launcher removes them all when the
-sandbox ends; so does a small janitor process, in its own session, that waits for bwrap to
-exit: if the launcher is killed (even with SIGKILL), the janitor still cleans up. Removal is
-``rmdir`` of an empty directory or ``unlink`` of an empty file, reached from the project
-without following a symlink, so it cannot touch the user's files.
+Each protected path that does not exist yet needs a mount point in the project for its
+read-only placeholder. The launcher makes them beforehand: the missing directories on the
+way (bwrap must pin them, binding them over themselves, and only binds what exists), and
+each file with its placeholder's content, so host tools that read it meanwhile see what
+the sandbox shows (an empty ``.git/commondir`` breaks host git); bwrap makes the missing
+placeholder directories. The launcher removes them all when the sandbox ends; so does a
+small janitor process, in its own session, that waits for bwrap to exit: if the launcher
+is killed (even with SIGKILL), the janitor still cleans up. Removal is ``rmdir`` of an
+empty directory or ``unlink`` of a file still holding what the launcher wrote, reached
+from the project without following a symlink, so it cannot touch the user's files.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import contextlib
 import os
 import select
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 from agent_sandbox._say import say
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _parent_fd(project: str, path: str) -> int | None:
@@ -54,11 +58,55 @@ def make_dirs(project: str, paths: Sequence[str]) -> None:
             os.close(parent)
 
 
-def remove_placeholders(project: str, paths: Sequence[str]) -> list[str]:
-    """Remove each path (deepest first) if it is still what bwrap made: an empty directory
-    (rmdir) or an empty regular file (unlink; anything written into it from the host while
-    the sandbox ran is kept). Never follows a symlink, in the path or at its end, so nothing
-    outside the project can be reached. Returns what could not be removed."""
+class Made(NamedTuple):
+    """A file the launcher made: which one (a file of the same name made by anyone else is
+    not it), and what it wrote."""
+
+    dev: int
+    ino: int
+    content: bytes
+
+
+def make_files(project: str, files: Sequence[tuple[str, bytes]]) -> dict[str, Made]:
+    """Create each missing file with its content, only where nothing is (``O_EXCL``) and
+    without following a symlink; one whose directory changed is left for bwrap to make."""
+    made = {}
+    for path, content in files:
+        parent = _parent_fd(project, path)
+        if parent is None:
+            continue
+        try:
+            fd = os.open(os.path.basename(path), _NEW_FILE, 0o644, dir_fd=parent)
+        except FileExistsError:
+            continue
+        finally:
+            os.close(parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            st = os.fstat(f.fileno())
+        made[path] = Made(st.st_dev, st.st_ino, content)
+    return made
+
+
+def _still_made(name: str, parent: int, st: os.stat_result, made: Made | None) -> bool:
+    """Whether the file is as made: by bwrap (empty), or by the launcher (same file, same
+    content)."""
+    if made is None:
+        return st.st_size == 0
+    if (st.st_dev, st.st_ino) != (made.dev, made.ino):
+        return False
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(len(made.content) + 1) == made.content
+
+
+def remove_placeholders(project: str, paths: Sequence[str],
+                        made: Mapping[str, Made]) -> list[str]:
+    """Remove each path (deepest first) if it is still what was made: an empty directory
+    (rmdir), or a regular file still as made (``_still_made``; unlink: anything written
+    into it from the host while the sandbox ran is kept). Never follows a symlink, in the
+    path or at its end, so nothing outside the project can be reached. Returns what could
+    not be removed."""
     left = []
     for path in paths:
         name = os.path.basename(path)
@@ -73,7 +121,7 @@ def remove_placeholders(project: str, paths: Sequence[str]) -> list[str]:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 os.rmdir(name, dir_fd=parent)
-            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            elif stat.S_ISREG(st.st_mode) and _still_made(name, parent, st, made.get(path)):
                 os.unlink(name, dir_fd=parent)
             else:
                 left.append(f"{path} (changed on the host: kept)")
@@ -86,8 +134,8 @@ def remove_placeholders(project: str, paths: Sequence[str]) -> list[str]:
     return left
 
 
-def _janitor(pidfd: int, project: str,
-             paths: Sequence[str]) -> None:  # pragma: no cover (a child)
+def _janitor(pidfd: int, project: str, paths: Sequence[str],
+             made: Mapping[str, Made]) -> None:  # pragma: no cover (a child)
     try:
         os.setsid()  # out of the terminal's process group: ^C and hangups do not reach it
         devnull = os.open("/dev/null", os.O_RDWR)
@@ -96,13 +144,13 @@ def _janitor(pidfd: int, project: str,
         os.closerange(3, pidfd)
         os.closerange(pidfd + 1, 1 << 20)
         select.select([pidfd], [], [])  # readable once bwrap has exited
-        remove_placeholders(project, paths)
+        remove_placeholders(project, paths, made)
     finally:
         os._exit(0)
 
 
 @contextlib.contextmanager
-def placeholders_removed(project: str, paths: Sequence[str],
+def placeholders_removed(project: str, paths: Sequence[str], made: Mapping[str, Made],
                          bwrap_pid: int) -> Iterator[None]:
     if not paths:
         yield
@@ -110,11 +158,11 @@ def placeholders_removed(project: str, paths: Sequence[str],
     pidfd = os.pidfd_open(bwrap_pid)
     try:
         if os.fork() == 0:  # pragma: no cover (a child)
-            _janitor(pidfd, project, paths)
+            _janitor(pidfd, project, paths, made)
     finally:
         os.close(pidfd)
     try:
         yield
     finally:
-        for left in remove_placeholders(project, paths):
+        for left in remove_placeholders(project, paths, made):
             say(f"warning: placeholder left in the project: {left}")

@@ -23,7 +23,13 @@ import time
 from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxError, SandboxUnavailable
-from agent_sandbox._janitor import make_dirs, placeholders_removed, remove_placeholders
+from agent_sandbox._janitor import (
+    Made,
+    make_dirs,
+    make_files,
+    placeholders_removed,
+    remove_placeholders,
+)
 from agent_sandbox._limits import EXIT_TIMEOUT, apply_rlimits
 from agent_sandbox._netlog import DecisionLog, state_dir
 from agent_sandbox._netplan import hosts_file, resolv_conf
@@ -264,9 +270,11 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) ->
         for fd in (status_read, started_read):
             stack.callback(os.close, fd)
         values = {WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd)}
+        made: dict[str, Made] = {}
         if plan.placeholders:
-            stack.callback(remove_placeholders, plan.policy.project, plan.placeholders)
+            stack.callback(remove_placeholders, plan.policy.project, plan.placeholders, made)
             make_dirs(plan.policy.project, plan.dirs_to_make)
+            made.update(make_files(plan.policy.project, plan.files_to_make))
             sources = placeholder_sources()
             values.update({PLACEHOLDER_SOURCES[kind]: path for kind, path in sources.items()})
             excludes = _memory_file(stack, git_excludes(plan.protections))
@@ -323,7 +331,8 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) ->
             os.close(started_write)
             if block_write != -1:
                 os.close(int(values[BLOCK_FD]))
-        stack.enter_context(placeholders_removed(plan.policy.project, plan.placeholders, pid))
+        stack.enter_context(placeholders_removed(plan.policy.project, plan.placeholders,
+                                                 made, pid))
         if plan.net is not None:
             # Import the network modules (a few ms) while bwrap sets the sandbox up.
             from agent_sandbox._network import network

@@ -109,11 +109,23 @@ class Plan(NamedTuple):
     net: NetPlan | None = None
     # Run before bwrap: systemd-run making a limited cgroup scope, or nothing.
     bwrap_prefix: tuple[str, ...] = ()
-    # What is made in the project for protected placeholders (deepest first): by bwrap, or
-    # by the launcher for the directories on the way, which are pinned. Removed after the
-    # sandbox, even if the launcher is killed.
+    # What is made in the project for protected placeholders (deepest first): by the
+    # launcher (the directories on the way, which are pinned, and the files, with their
+    # placeholders' content) or by bwrap (the directories). Removed after the sandbox, even
+    # if the launcher is killed.
     placeholders: tuple[str, ...] = ()
     protections: tuple[Protection, ...] = ()
+
+    @property
+    def files_to_make(self) -> tuple[tuple[str, bytes], ...]:
+        """The missing protected files, each with its placeholder's content: their mount
+        points hold what the sandbox shows, so host tools reading them meanwhile (git reads
+        .git/commondir, editors read .vscode/settings.json) see a valid file, not an empty
+        one."""
+        from agent_sandbox._workdir import PLACEHOLDER_SOURCES as CONTENTS
+
+        return tuple((p.path, CONTENTS[p.kind][1] or b"") for p in self.protections
+                     if p.mode == "placeholder" and p.kind != "dir")
 
     @property
     def dirs_to_make(self) -> tuple[str, ...]:

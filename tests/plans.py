@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent_sandbox._bwrap import find_bwrap
 from agent_sandbox._host import current_identity, probe_layout
-from agent_sandbox._janitor import make_dirs, remove_placeholders
+from agent_sandbox._janitor import make_dirs, make_files, remove_placeholders
 from agent_sandbox._plan import (
     GIT_EXCLUDES_FD,
     PLACEHOLDER_SOURCES,
@@ -56,6 +56,7 @@ def run_plan(plan: Plan, tmp: Path, mutate: Mutation = lambda op: (op,),
     workdir = tmp / "plan-workdir"
     workdir.mkdir(exist_ok=True)
     make_dirs(plan.policy.project, plan.dirs_to_make)
+    made = make_files(plan.policy.project, plan.files_to_make)
     sources = placeholder_sources()
     excludes = os.memfd_create("excludes")
     os.write(excludes, git_excludes(plan.protections).encode())
@@ -71,7 +72,7 @@ def run_plan(plan: Plan, tmp: Path, mutate: Mutation = lambda op: (op,),
                                   timeout=60, check=False)
     finally:
         os.close(excludes)
-        remove_placeholders(plan.policy.project, plan.placeholders)
+        remove_placeholders(plan.policy.project, plan.placeholders, made)
 
 
 def drop(flag: str) -> Mutation:

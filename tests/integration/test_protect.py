@@ -149,6 +149,37 @@ def test_placeholders_are_removed_even_after_the_launcher_is_killed(repo: Path,
     assert _listing(repo) == before
 
 
+def test_host_git_and_a_second_sandbox_work_while_a_sandbox_runs(repo: Path,
+                                                                  env: Env) -> None:
+    # The mount points of missing protected files hold what the sandbox shows: an empty
+    # .git/commondir made host git fail ("failed to read .git/commondir") for as long as
+    # an agent ran, and a second sandbox took it for a real one.
+    commondir = repo / ".git" / "commondir"
+    assert not commondir.exists()
+    with launched(["-q", "--", "sh", "-c", "echo up; sleep 60"], cwd=repo,
+                  env=env.vars) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        assert commondir.read_text() == ".\n"
+        assert _git(env, "status", "--short", cwd=repo) is not None  # host git works
+        second = sandbox_sh("git status --short >/dev/null && echo GIT-OK", cwd=repo,
+                            env=env.with_(**GIT_ENV))
+        assert "GIT-OK" in second.stdout, second.stderr
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert not commondir.exists()  # still what the launcher wrote: removed
+
+
+def test_a_placeholder_the_host_changed_is_kept(repo: Path, env: Env) -> None:
+    commondir = repo / ".git" / "commondir"
+    with launched(["-q", "--", "sh", "-c", "echo up; sleep 60"], cwd=repo,
+                  env=env.vars) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        commondir.write_text("../elsewhere\n")  # the user's own change, on the host
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert commondir.read_text() == "../elsewhere\n"
+
+
 def test_git_push_over_ssh_says_why_it_fails(repo: Path, env: Env) -> None:
     done = sandbox_sh("git push ssh://git@git.example.invalid/me/repo.git HEAD 2>&1; "
                       "echo status=$?", cwd=repo, env=env.with_(**GIT_ENV))
