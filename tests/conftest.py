@@ -109,16 +109,24 @@ def launched(args: Sequence[str], *, cwd: Path, env: Mapping[str, str],
                 proc.kill()
 
 
+# The agents' versions, pinned: tests/agents match the strings their screens show. Update
+# them together with those tests.
+NPM_AGENTS = ["@anthropic-ai/claude-code@2.1.197", "@openai/codex@0.169.0",
+              "@google/gemini-cli@0.61.0"]
+AIDER = "aider-chat==0.86.2"
+
+
 @pytest.fixture(scope="session")
 def npm_agents(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Claude Code, Codex and Gemini CLI from the npm registry, installed once per test run
-    (their --version needs no network)."""
+    (their --version needs no network). npm's cache is used without asking the registry
+    again, so a rerun installs in seconds."""
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed (.ci/run's machine has it)")
     prefix = tmp_path_factory.mktemp("npm-agents")
-    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                    "@anthropic-ai/claude-code", "@openai/codex", "@google/gemini-cli"],
+    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefer-offline",
+                    "--prefix", str(prefix), *NPM_AGENTS],
                    check=True, capture_output=True, timeout=900)
     return prefix
 
@@ -130,9 +138,10 @@ def claude_code(npm_agents: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def aider(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Aider from PyPI, in a venv of the system Python (visible inside the sandbox)."""
+    """Aider from PyPI, in a venv of the system Python (visible inside the sandbox); pip's
+    wheel cache makes a rerun quick."""
     venv = tmp_path_factory.mktemp("aider") / "venv"
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=300)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                    "aider-chat"], check=True, capture_output=True, timeout=1200)
+                    AIDER], check=True, capture_output=True, timeout=1200)
     return venv
