@@ -227,3 +227,22 @@ def test_detach_refuses_a_socket_path_too_long(project: Path, env: Env) -> None:
                    env=env.with_(XDG_RUNTIME_DIR=str(runtime)))
     assert done.returncode == 125
     assert "socket path is too long" in done.stderr and "XDG_RUNTIME_DIR" in done.stderr
+
+
+def test_the_command_cannot_reach_records_log_or_terminals(project: Path,
+                                                           senv: dict[str, str]) -> None:
+    records = Path(senv["XDG_RUNTIME_DIR"], "agent-sandbox")
+    state = Path(senv["HOME"], ".local", "state", "agent-sandbox")
+    done = run_cli(["-q", "--detach", "--name", "bg", "--", "sleep", "30"], cwd=project,
+                   env=senv)
+    assert done.returncode == 0, done.stderr
+    try:
+        # The control: they are there on the host.
+        assert {"bg.json", "bg.sock"} <= set(os.listdir(records))
+        assert (state / "decisions.jsonl").exists()
+        probe = run_cli(["-q", "--", "sh", "-c", f"ls -a {records} {state}; echo rc=$?"],
+                        cwd=project, env=senv)
+        assert "bg.json" not in probe.stdout and "decisions" not in probe.stdout
+        assert "rc=2" in probe.stdout  # neither directory exists inside
+    finally:
+        run_cli(["stop", "bg"], cwd=project, env=senv)
