@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import compileall
 import importlib.util
+import itertools
 import json
+import os
 import resource
 import shlex
 import shutil
@@ -61,6 +63,11 @@ def raw_bwrap_argv(launcher: str, project: str, workdir: str) -> tuple[list[str]
                 options += [workdir if w == "$WORKDIR" else w for w in words]
     if proc.returncode != 0 or not bwrap or not options:
         return [*FALLBACK_BWRAP, "--", "true"], "fixed list (dry-run parse failed)"
+    # The directories the launcher makes in the project on the way to protected paths (and
+    # binds over themselves) must exist for bwrap alone too.
+    for option, source in itertools.pairwise(options):
+        if option == "--bind" and source.startswith(project + "/"):
+            os.makedirs(source, exist_ok=True)
     return [bwrap, *options, "--", "true"], "parsed from agent-sandbox --dry-run"
 
 
