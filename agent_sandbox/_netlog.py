@@ -7,9 +7,9 @@ printed at exit can say what was blocked and which flag would allow it.
 
 from __future__ import annotations
 
+import _thread  # a lock without importing threading on every launch
 import json
 import os
-import threading
 import time
 from typing import IO
 
@@ -25,7 +25,7 @@ class DecisionLog:
     def __init__(self, session: str, path: str | None = None) -> None:
         self.session = session
         self.path = path or os.path.join(state_dir(), "decisions.jsonl")
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._file: IO[str] | None = None
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -86,6 +85,8 @@ def prepare_home(preset: Preset, home: str, real_home: str) -> None:
         if os.path.isfile(source) and not os.path.islink(source):
             target = os.path.join(home, rel)
             os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+            import shutil  # only when a home is first made: not on every launch
+
             shutil.copyfile(source, target)
             os.chmod(target, 0o600)
     for rel, keys in preset.seed_json:

@@ -252,8 +252,6 @@ def _net_mode(net: str | None, has_allow_list: bool) -> NetMode:
 def _network(mode: NetMode, allow: Sequence[str], allow_private: Sequence[str],
              resolve: Sequence[str], forward_host: Sequence[str],
              publish: Sequence[str]) -> dict[str, Any]:
-    from agent_sandbox._netpolicy import parse_allow, parse_forward, parse_publish, parse_resolve
-
     if mode is NetMode.FILTERED and not (allow or allow_private):
         raise UsageError("--net filtered needs at least one --allow HOST[:PORT]",
                          fix="for example: --allow api.anthropic.com")
@@ -262,6 +260,10 @@ def _network(mode: NetMode, allow: Sequence[str], allow_private: Sequence[str],
     if (forward_host or publish) and mode is NetMode.HOST:
         raise UsageError("--forward-host and --publish are for --net none or filtered; "
                          "with --net host the host's loopback is shared already")
+    if not (allow or allow_private or resolve or forward_host or publish):
+        return {}  # the common --net none launch: no ipaddress import
+    from agent_sandbox._netpolicy import parse_allow, parse_forward, parse_publish, parse_resolve
+
     entries = [parse_allow(a) for a in allow]
     entries += [parse_allow(a, private=True, origin="--allow-private") for a in allow_private]
     forwards = [parse_forward(f) for f in forward_host]
