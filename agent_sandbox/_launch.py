@@ -213,26 +213,17 @@ def _memory_file(stack: contextlib.ExitStack, text: str) -> int:
     return fd
 
 
-def _net_words(plan: Plan) -> str:
-    mode = plan.policy.net.value
-    if mode == "filtered":
-        return f"filtered to {_hosts(plan)}"
-    return "none (loopback only)" if mode == "none" else "host (shared)"
-
-
 def _home_relative(path: str) -> str:
     home = os.path.expanduser("~")
     return "~" + path[len(home):] if path.startswith(home + "/") else path
 
 
 def _net_label(plan: Plan) -> str:
+    """The network in a few words, as ps and the start line show it."""
     mode = plan.policy.net.value
-    return f"{mode} ({_hosts(plan)})" if mode == "filtered" else mode
-
-
-def _hosts(plan: Plan) -> str:
     count = len(plan.policy.allow)
-    return f"{count} host" if count == 1 else f"{count} hosts"
+    return f"filtered ({count} host{'' if count == 1 else 's'})" if mode == "filtered" \
+        else mode
 
 
 @contextlib.contextmanager
@@ -259,8 +250,8 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) ->
         stack.enter_context(_blocked_signals(plan.shield_terminal_signals))
         session, log = stack.enter_context(_session(plan, name))
         if not quiet:
-            say(f"{session.name}: {plan.policy.project} read-write; network "
-                f"{_net_words(plan)}; log and state in {_home_relative(state_dir())}")
+            say(f"{session.name}: {plan.policy.project} read-write; network {session.net}; "
+                f"log and state in {_home_relative(state_dir())}")
         tmp = stack.enter_context(work_dir())
         seccomp_fd = stack.enter_context(seccomp_program(plan.seccomp))
         # Both pipes are close-on-exec; _spawn passes the write ends, which are closed here

@@ -16,11 +16,11 @@ def test_one_start_line_and_quiet(project: Path, env: Env) -> None:
     done = run_cli(["--name", "w", "--", "true"], cwd=project, env=env.vars)
     assert done.returncode == 0, done.stderr
     start = [line for line in done.stderr.splitlines() if line.startswith("agent-sandbox: w:")]
-    assert start == [f"agent-sandbox: w: {project} read-write; network none (loopback only); "
+    assert start == [f"agent-sandbox: w: {project} read-write; network none; "
                      "log and state in ~/.local/state/agent-sandbox"]
     filtered = run_cli(["--allow", "a.example", "--allow", "b.example", "--", "true"],
                        cwd=project, env=env.vars)
-    assert "network filtered to 2 hosts;" in filtered.stderr
+    assert "network filtered (2 hosts);" in filtered.stderr
     quiet = run_cli(["-q", "--", "true"], cwd=project, env=env.vars)
     assert quiet.returncode == 0 and quiet.stderr == ""
 
