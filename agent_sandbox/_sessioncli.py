@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shlex
 import signal
 import sys
@@ -79,14 +80,23 @@ def stop(argv: Sequence[str]) -> int:
     p.add_argument("name", metavar="NAME")
     args = p.parse_args(argv)
     session = find(os.environ, args.name)
-    # The launcher forwards SIGTERM to the command and kills the sandbox after its grace.
-    os.kill(session.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_WAIT
-    while alive(session):
-        if time.monotonic() > deadline:
-            say(f"{session.name} (pid {session.pid}) is still running {STOP_WAIT:g} s later")
-            return 1
-        time.sleep(0.05)
+    try:
+        pidfd = os.pidfd_open(session.pid)
+    except ProcessLookupError:
+        pidfd = -1
+    try:
+        # Checked after the pidfd is held, so the signal cannot reach a reused pid.
+        if pidfd != -1 and alive(session):
+            # The launcher forwards SIGTERM to the command and kills the sandbox after
+            # its grace; the pidfd turns readable when the launcher has exited.
+            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+            if not select.select([pidfd], [], [], STOP_WAIT)[0]:
+                say(f"{session.name} (pid {session.pid}) is still running {STOP_WAIT:g} s "
+                    "later")
+                return 1
+    finally:
+        if pidfd != -1:
+            os.close(pidfd)
     say(f"stopped {session.name}")
     return 0
 

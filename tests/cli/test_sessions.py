@@ -151,7 +151,8 @@ def test_log_follow_prints_new_records(project: Path, senv: dict[str, str]) -> N
     with subprocess.Popen([*CLI, "log", "--follow", "--json"], cwd=project, env=senv,
                           stdout=subprocess.PIPE, text=True) as follower:
         try:
-            time.sleep(0.5)
+            # Whether the follower is up before or after this launch, its first line is
+            # this start: the log holds nothing before it.
             run_cli(["-q", "--name", "later", "--", "true"], cwd=project, env=senv)
             assert follower.stdout is not None
             first = json.loads(follower.stdout.readline())
