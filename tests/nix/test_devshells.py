@@ -130,6 +130,17 @@ def test_wrapper_inside_the_sandbox_does_not_nest(flake: Flake, env: Env,
     assert _confined(_report(out, "claude")), out
 
 
+def test_a_marker_set_outside_a_sandbox_does_not_skip_it(flake: Flake, env: Env,
+                                                          project: Path) -> None:
+    # The wrapper execs the agent directly only with the marker *and* a seccomp filter on
+    # itself; the marker alone (a variable anyone can set) still gets the sandbox.
+    status, out = flake.develop("claude-code", "claude", "x",
+                                env=env.with_(AGENT_SANDBOX_ACTIVE="1"), cwd=project)
+    assert status == 0, out
+    assert _confined(_report(out, "claude")), out
+    assert "AGENT_SANDBOX_ACTIVE is set but this process is not confined" in out
+
+
 def test_default_shell_has_the_launcher(flake: Flake, env: Env, project: Path) -> None:
     status, out = flake.develop("default", "agent-sandbox", "-q", "--", "sh", "-c",
                                 'echo "inside marker=$AGENT_SANDBOX_ACTIVE"; '
