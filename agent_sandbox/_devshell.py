@@ -57,8 +57,8 @@ def agent_wrapper(argv: Sequence[str]) -> int:
         raise UsageError("agent-wrapper: missing the agent's command")
     if confinement_wanted(os.environ):
         if MARKER in os.environ:
-            # The wrapper execs the agent directly inside a sandbox (marker and seccomp
-            # filter); the marker alone, outside one, is not believed.
+            # The wrapper execs the agent directly inside a sandbox (the marker and the
+            # sandbox's fingerprint); the marker alone, outside one, is not believed.
             say(f"warning: {MARKER} is set but this process is not confined: confining")
         from agent_sandbox._cli import main
 

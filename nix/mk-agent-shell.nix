@@ -25,13 +25,23 @@
 let
   sandbox = "${agent-sandbox}/bin/agent-sandbox";
   real = "${agent}/bin/${exe}";
+  # Inside agent-sandbox already, never nest. The marker is a variable anyone can set, and
+  # a seccomp filter alone is common (containers, systemd services): the wrapper wants all
+  # of what agent-sandbox makes together: the marker, a seccomp filter with no_new_privs,
+  # a user namespace mapping one uid, and the hostname agent-sandbox.
   wrapper = pkgs.writeShellScriptBin exe ''
-    # Already confined (the marker and a seccomp filter on this process): never nest.
-    if [ -n "''${AGENT_SANDBOX_ACTIVE-}" ]; then
+    inside() {
+      [ -n "''${AGENT_SANDBOX_ACTIVE-}" ] || return 1
+      local key value seccomp= nnp= maps=0 count= line= host=
       while read -r key value; do
-        if [ "$key" = Seccomp: ] && [ "$value" = 2 ]; then exec ${real} "$@"; fi
+        case $key in Seccomp:) seccomp=$value ;; NoNewPrivs:) nnp=$value ;; esac
       done < /proc/self/status
-    fi
+      while read -r _ _ line; do maps=$((maps + 1)); count=$line; done < /proc/self/uid_map
+      read -r host < /proc/sys/kernel/hostname
+      [ "$seccomp" = 2 ] && [ "$nnp" = 1 ] && [ "$maps" = 1 ] && [ "$count" = 1 ] &&
+        [ "$host" = agent-sandbox ]
+    }
+    if inside; then exec ${real} "$@"; fi
     exec ${sandbox} agent-wrapper --agent ${preset} -- ${real} "$@"
   '';
   hookArgs = if agent == null then "" else

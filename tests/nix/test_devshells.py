@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pexpect
@@ -139,6 +140,19 @@ def test_a_marker_set_outside_a_sandbox_does_not_skip_it(flake: Flake, env: Env,
     assert status == 0, out
     assert _confined(_report(out, "claude")), out
     assert "AGENT_SANDBOX_ACTIVE is set but this process is not confined" in out
+
+
+def test_a_marker_under_someone_elses_seccomp_filter_does_not_skip_it(
+        flake: Flake, env: Env, project: Path) -> None:
+    # Containers and systemd services run with a seccomp filter and often no_new_privs:
+    # with the marker set there, the agent must still be confined.
+    allow_all = ("import os, sys, pyseccomp as s; s.SyscallFilter(s.ALLOW).load(); "
+                 "os.execvp('claude', ['claude', 'x'])")
+    status, out = flake.develop("claude-code", sys.executable, "-c", allow_all,
+                                env=env.with_(AGENT_SANDBOX_ACTIVE="1"), cwd=project)
+    assert status == 0, out
+    assert "AGENT_SANDBOX_ACTIVE is set but this process is not confined" in out
+    assert "fake-claude argv: x" in out
 
 
 def test_default_shell_has_the_launcher(flake: Flake, env: Env, project: Path) -> None:
