@@ -53,7 +53,7 @@ def agent_wrapper(argv: Sequence[str]) -> int:
     p.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
+    if not command or not command[0]:
         raise UsageError("agent-wrapper: missing the agent's command")
     if confinement_wanted(os.environ):
         if MARKER in os.environ:
@@ -103,10 +103,11 @@ def shell_hook(argv: Sequence[str]) -> int:
         q, w = shlex.quote(name), shlex.quote(args.wrapper)
         # An alias or function from ~/.bashrc, or an earlier PATH entry, would silently
         # bypass the wrapper: say so where it happens.
+        # The name goes in only quoted: this is shell code the hook evals.
+        message = ("agent-sandbox: WARNING: %s in this shell is not the sandbox wrapper (it is "
+                   "a %s), so it would run UNCONFINED: unalias %s or unset -f %s\\n")
         print(f'if [ "$(type -t {q})" != file ] || [ "$(type -P {q})" != {w} ]; then '
-              f'echo "agent-sandbox: WARNING: {name} in this shell is not the sandbox wrapper '
-              f'(it is a $(type -t {q})), so it would run UNCONFINED: unalias {name} or '
-              f'unset -f {name}" >&2; fi')
+              f'printf {shlex.quote(message)} {q} "$(type -t {q})" {q} {q} >&2; fi')
     return 0
 
 

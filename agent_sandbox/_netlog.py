@@ -21,10 +21,14 @@ def state_dir() -> str:
     return os.path.join(base, "agent-sandbox")
 
 
+def log_path() -> str:
+    return os.path.join(state_dir(), "decisions.jsonl")
+
+
 class DecisionLog:
     def __init__(self, session: str, path: str | None = None) -> None:
         self.session = session
-        self.path = path or os.path.join(state_dir(), "decisions.jsonl")
+        self.path = path or log_path()
         self._lock = _thread.allocate_lock()
         self._file: IO[str] | None = None
         try:

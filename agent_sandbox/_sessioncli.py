@@ -21,7 +21,15 @@ from typing import Any, NoReturn, TextIO
 
 from agent_sandbox._errors import SandboxUnavailable, UsageError
 from agent_sandbox._say import say
-from agent_sandbox._sessions import Session, alive, find, running, sessions_dir, socket_path
+from agent_sandbox._sessions import (
+    Session,
+    alive,
+    check_name,
+    find,
+    running,
+    sessions_dir,
+    socket_path,
+)
 
 STOP_WAIT = 10.0  # seconds: the launcher's own grace (5 s) before it kills, and then some
 START_WAIT = 10.0
@@ -101,12 +109,6 @@ def stop(argv: Sequence[str]) -> int:
     return 0
 
 
-def _log_path() -> str:
-    from agent_sandbox._netlog import state_dir
-
-    return os.path.join(state_dir(), "decisions.jsonl")
-
-
 def describe(record: Mapping[str, Any]) -> str:
     """One human line for a decision-log record (pure)."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record.get("time", 0))))
@@ -128,7 +130,9 @@ def _records(lines: Iterable[str], session: str | None) -> Iterator[dict[str, An
             record = json.loads(line)
         except ValueError:
             continue  # a line cut short by a crash, or not ours
-        if isinstance(record, dict) and session in (None, record.get("session")):
+        # Only our records: another program's JSON in the file must not stop the listing.
+        if isinstance(record, dict) and isinstance(record.get("time"), (int, float)) \
+                and session in (None, record.get("session")):
             yield record
 
 
@@ -139,7 +143,11 @@ def log(argv: Sequence[str]) -> int:
     p.add_argument("--session", metavar="NAME", help="only this session's records")
     p.add_argument("--json", action="store_true", help="the records as JSON lines")
     args = p.parse_args(argv)
-    path = _log_path()
+    if args.session is not None:
+        check_name(args.session, "--session")
+    from agent_sandbox._netlog import log_path
+
+    path = log_path()
     show: Callable[[Mapping[str, Any]], str] = json.dumps if args.json else describe
     stream = _open_log(path)
     try:
@@ -147,7 +155,7 @@ def log(argv: Sequence[str]) -> int:
         for record in _records(stream or (), args.session):
             found = True
             print(show(record))
-        if args.session and not found and not any(
+        if args.session is not None and not found and not any(
                 s.name == args.session for s in running(os.environ)):
             raise UsageError(f"no session named {args.session!r} in the log ({path})",
                              fix="agent-sandbox ps lists the running ones")
@@ -202,17 +210,37 @@ def detach(launcher: Sequence[str], name: str) -> int:
                          fix=f"choose another --name, or agent-sandbox stop {name}")
     if os.path.exists(sock):
         os.unlink(sock)  # its dtach is gone with its session
+    since = time.time()
     pid = os.posix_spawn(dtach, [dtach, "-n", sock, *launcher], dict(os.environ))
     os.waitpid(pid, 0)  # dtach -n returns once its master runs the launcher
     deadline = time.monotonic() + START_WAIT
     while not any(s.name == name for s in running(os.environ)):
         if not os.path.exists(sock) or time.monotonic() > deadline:
-            raise SandboxUnavailable(f"the detached session {name} did not start",
-                                     fix="run the same command without --detach to see why")
+            ended = _ended(name, since)
+            if ended is None:
+                raise SandboxUnavailable(f"the detached session {name} did not start",
+                                         fix="run the same command without --detach to see "
+                                         "why")
+            say(f"{name} started and has already ended (status {ended}); its output went to "
+                f"its own terminal; see agent-sandbox log --session {name}")
+            return ended
         time.sleep(0.05)
     say(f"started {name}, detached; attach with: agent-sandbox attach {name} (detach again "
         f"with Ctrl-\\); stop with: agent-sandbox stop {name}")
     return 0
+
+
+def _ended(name: str, since: float) -> int | None:
+    """The exit status ``name``'s launch logged since ``since``, if it has ended already."""
+    from agent_sandbox._netlog import log_path
+
+    stream = _open_log(log_path())
+    if stream is None:
+        return None
+    with stream:
+        ends = [r.get("status") for r in _records(stream, name)
+                if r.get("decision") == "exit" and r["time"] >= since - 1]
+    return ends[-1] if ends and isinstance(ends[-1], int) else None
 
 
 def attach(argv: Sequence[str]) -> NoReturn:

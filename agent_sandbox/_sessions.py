@@ -51,9 +51,9 @@ class Session(NamedTuple):
             return None
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, flag: str = "--name") -> str:
     if not NAME_RE.match(name):
-        raise UsageError(f"--name {name!r}: a session name is {NAME_RULE}")
+        raise UsageError(f"{flag} {name!r}: a session name is {NAME_RULE}")
     return name
 
 
@@ -75,11 +75,17 @@ def _private_dir(path: str) -> str:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
+    _check_private(path)
+    return path
+
+
+def _check_private(path: str) -> None:
+    """Refuse a sessions directory others could write: its records would send ``stop``'s
+    signal to any process."""
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise SandboxUnavailable(f"the sessions directory {path} is not a directory private to "
                                  "you", fix=f"remove {path} if it is not yours")
-    return path
 
 
 def _ticks(pid: int) -> int | None:
@@ -121,9 +127,10 @@ def running(environ: Mapping[str, str]) -> list[Session]:
     """Live sessions, oldest first; stale records found on the way are removed."""
     directory = sessions_dir(environ)
     try:
-        names = [n[:-5] for n in os.listdir(directory) if n.endswith(".json")]
+        _check_private(directory)
     except FileNotFoundError:
         return []
+    names = [n[:-5] for n in os.listdir(directory) if n.endswith(".json")]
     found = []
     for name in names:
         session = _read(directory, name)

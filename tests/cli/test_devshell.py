@@ -58,8 +58,11 @@ def test_unknown_switch_value_is_a_usage_error(agent: Path, project: Path, env: 
     assert _decisions(env) == [] and env.workdirs() == []
 
 
-def test_missing_agent_command_is_a_usage_error(project: Path, env: Env) -> None:
-    done = run_cli(["agent-wrapper", "--agent", "codex", "--"], cwd=project, env=env.vars)
+@pytest.mark.parametrize("command", [[], [""]])
+def test_missing_agent_command_is_a_usage_error(project: Path, env: Env,
+                                                command: list[str]) -> None:
+    done = run_cli(["agent-wrapper", "--agent", "codex", "--", *command], cwd=project,
+                   env=env.with_(AGENT_SANDBOX="false"))
     assert done.returncode == 2 and "missing the agent's command" in done.stderr
 
 

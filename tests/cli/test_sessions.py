@@ -221,6 +221,29 @@ def test_detach_default_name_and_a_bad_command_starts_nothing(project: Path,
         run_cli(["stop", "sleep-1"], cwd=project, env=senv)
 
 
+def test_sessions_bad_input(project: Path, senv: dict[str, str]) -> None:
+    empty = run_cli(["log", "--session", ""], cwd=project, env=senv)
+    assert empty.returncode == 2 and "--session '': a session name is" in empty.stderr
+    # A line in the log that is not one of ours does not stop the listing.
+    state = Path(senv["HOME"], ".local", "state", "agent-sandbox")
+    state.mkdir(parents=True)
+    (state / "decisions.jsonl").write_text('{"time": null}\n[1]\nnot json\n')
+    listed = run_cli(["log"], cwd=project, env=senv)
+    assert listed.returncode == 0 and listed.stdout == "" and "Traceback" not in listed.stderr
+
+
+def test_a_sessions_directory_others_can_write_is_refused(project: Path,
+                                                           senv: dict[str, str]) -> None:
+    # Its records would tell stop which process to signal.
+    records = Path(senv["XDG_RUNTIME_DIR"], "agent-sandbox")
+    records.mkdir()
+    records.chmod(0o777)
+    for args in (["ps"], ["stop", "x"], ["-q", "--", "true"]):
+        done = run_cli(args, cwd=project, env=senv)
+        assert done.returncode == 125, (args, done.stderr)
+        assert "is not a directory private to you" in done.stderr
+
+
 def test_detach_refuses_a_socket_path_too_long(project: Path, env: Env) -> None:
     runtime = project.parent / ("r" * 100)
     runtime.mkdir(mode=0o700)
@@ -241,9 +264,9 @@ def test_the_command_cannot_reach_records_log_or_terminals(project: Path,
         # The control: they are there on the host.
         assert {"bg.json", "bg.sock"} <= set(os.listdir(records))
         assert (state / "decisions.jsonl").exists()
-        probe = run_cli(["-q", "--", "sh", "-c", f"ls -a {records} {state}; echo rc=$?"],
-                        cwd=project, env=senv)
-        assert "bg.json" not in probe.stdout and "decisions" not in probe.stdout
-        assert "rc=2" in probe.stdout  # neither directory exists inside
+        probe = run_cli(["-q", "--", "sh", "-c",
+                         f"for d in {records} {state}; do test -e $d && echo SEEN $d; done; "
+                         "echo done"], cwd=project, env=senv)
+        assert probe.stdout == "done\n", probe.stdout + probe.stderr
     finally:
         run_cli(["stop", "bg"], cwd=project, env=senv)
