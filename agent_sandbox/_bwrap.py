@@ -33,13 +33,18 @@ INSTALL_HINT = (
 )
 
 
-def trusted_tool(name: str) -> str | None:
+def trusted_tool(name: str, environ: Mapping[str, str]) -> str | None:
     """``name`` from the first system location that has it and that only root could have
-    written, for the other host programs the launcher runs (dtach)."""
+    written, else from a ``PATH`` entry resolving into the Nix store (the package's own
+    wrapper puts it there), for the other host programs the launcher runs (dtach)."""
     for directory in SYSTEM_DIRS:
         path = os.path.join(directory, name)
         if os.access(path, os.X_OK) and untrusted_reason(path) is None:
             return path
+    for entry in environ.get("PATH", "").split(":"):
+        real = os.path.realpath(os.path.join(entry, name)) if entry.startswith("/") else ""
+        if real.startswith("/nix/store/") and os.access(real, os.X_OK):
+            return real
     return None
 
 

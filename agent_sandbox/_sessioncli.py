@@ -183,7 +183,7 @@ def _open_log(path: str) -> TextIO | None:
 def _dtach() -> str:
     from agent_sandbox._bwrap import trusted_tool
 
-    found = trusted_tool("dtach")
+    found = trusted_tool("dtach", os.environ)
     if found is None:
         raise SandboxUnavailable("detached sessions need dtach, which is not installed in a "
                                  "system location",

@@ -1,6 +1,6 @@
-# agent-sandbox as a Python application, with bubblewrap on its PATH.
+# agent-sandbox as a Python application, with bubblewrap and dtach on its PATH.
 # Used by the flake's overlay and by lib.mkAgentShell for other flakes' nixpkgs.
-{ lib, python3Packages, bubblewrap, libseccomp }:
+{ lib, python3Packages, bubblewrap, dtach, libseccomp }:
 
 let
   project = (builtins.fromTOML (builtins.readFile ../pyproject.toml)).project;
@@ -33,7 +33,8 @@ python3Packages.buildPythonApplication {
 
   build-system = [ python3Packages.setuptools ];
   dependencies = [ pyseccomp python3Packages.dnslib ];
-  makeWrapperArgs = [ "--prefix" "PATH" ":" (lib.makeBinPath [ bubblewrap ]) ];
+  # dtach serves detached sessions (--detach, attach).
+  makeWrapperArgs = [ "--prefix" "PATH" ":" (lib.makeBinPath [ bubblewrap dtach ]) ];
 
   # The unit tests run in the build. Tests that launch bwrap or real agents need user
   # namespaces, which the Nix build sandbox does not give: they run in CI instead.

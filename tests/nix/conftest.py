@@ -116,7 +116,9 @@ def flake(tmp_path_factory: pytest.TempPathFactory) -> Flake:
     stub = base / "stub-nixpkgs"
     shutil.copytree(STUB, stub, ignore=ignore)
     bwrap = shutil.which("bwrap") or "/usr/bin/bwrap"
-    (stub / "host.nix").write_text(f'{{ python = "{sys.executable}"; bwrap = "{bwrap}"; }}\n')
+    dtach = shutil.which("dtach") or "/usr/bin/dtach"
+    (stub / "host.nix").write_text(
+        f'{{ python = "{sys.executable}"; bwrap = "{bwrap}"; dtach = "{dtach}"; }}\n')
     # Let the store (or its daemon) read the copies when the checkout is private.
     for path in (base, root, stub):
         os.chmod(path, 0o755)

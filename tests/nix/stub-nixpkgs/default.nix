@@ -62,6 +62,7 @@ let
 
     bashInteractive = run "bash-interactive" "mkdir -p $out/bin && ln -s /bin/bash $out/bin/bash" { };
     bubblewrap = run "bubblewrap" "mkdir -p $out/bin && ln -s ${host.bwrap} $out/bin/bwrap" { };
+    dtach = run "dtach" "mkdir -p $out/bin && ln -s ${host.dtach} $out/bin/dtach" { };
     libseccomp = placeholder "libseccomp";
 
     claude-code = checkLicense (fakeAgent { pname = "claude-code"; exe = "claude"; free = false; });
