@@ -339,8 +339,12 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) ->
                 if plan.net is not None:
                     net = stack.enter_context(network(plan.net, init_pid, log))
             except BaseException:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)  # never let the command run unserved, unlimited
+                # Never let the command run unserved or unlimited. The sandbox's first
+                # process goes first: it waits on the block pipe, and reads the end of it,
+                # once the pipe closes, as leave to go on, even with bwrap itself killed.
+                for target in (init_pid, pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(target, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 raise
             os.write(block_write, b"x")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET, Env, launched, sandbox_sh
+from tests.conftest import SECRET, Env, launched, run_cli, sandbox_sh
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +150,23 @@ os.symlink("{victim}", "link-at-the-bottom", dir_fd=fd)
     assert (victim / "precious").read_text() == SECRET
     assert _tree(project) == before_project
     assert env.workdirs() == []  # the whole work dir is gone
+
+
+def test_a_network_that_cannot_be_served_stops_the_command_from_ever_running(
+        project: Path, env: Env) -> None:
+    # bwrap's first process waits on the block pipe; killing only bwrap and closing the
+    # pipe let it go on and run the command, unserved. The control: the same launch with a
+    # free port runs it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        script = "touch ran; sleep 1; touch still-ran"
+        done = run_cli(["-q", "--publish", str(port), "--", "sh", "-c", script], cwd=project,
+                       env=env.vars)
+        assert done.returncode == 125 and "Address already in use" in done.stderr
+        time.sleep(2)  # what a released command would have done by now
+        assert not (project / "ran").exists() and not (project / "still-ran").exists()
+    done = run_cli(["-q", "--publish", str(port), "--", "sh", "-c", "touch ran"],
+                   cwd=project, env=env.vars)
+    assert done.returncode == 0 and (project / "ran").exists(), done.stderr
