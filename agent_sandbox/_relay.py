@@ -21,8 +21,14 @@ _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
 def _one_way(src: socket.socket, dst: socket.socket) -> Task[None]:
     """``src`` to ``dst`` until ``src`` ends, then a half-close of ``dst`` (the peer sees
-    the end of this direction; the other one goes on)."""
-    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    the end of this direction; the other one goes on). On an error both sockets are shut
+    down, so the other direction ends too instead of waiting on a peer that may never
+    close."""
+    try:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        _shut_both(src, dst)
+        return
     try:
         with contextlib.suppress(OSError):
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
@@ -41,10 +47,16 @@ def _one_way(src: socket.socket, dst: socket.socket) -> Task[None]:
                     yield Ready(dst.fileno(), WRITE)
         dst.shutdown(socket.SHUT_WR)
     except OSError:
-        pass  # reset or gone: the other direction ends on its own
+        _shut_both(src, dst)  # reset or gone
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def _shut_both(*socks: socket.socket) -> None:
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def relay(client: socket.socket, upstream: socket.socket, first: bytes) -> Task[None]:
