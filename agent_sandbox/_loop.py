@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 ACCEPT_RETRY = 1.0  # seconds to wait after accept() fails for want of fds or memory
+MAX_THREADS = 8  # for blocking calls (name lookups)
 _CHUNK = 16 * 1024
 
 
@@ -39,8 +40,8 @@ class Ready(NamedTuple):
 
 
 class InThread(NamedTuple):
-    """Resume the task with ``call()``'s result, or its exception, run in a thread of its own
-    (for blocking calls: ``getaddrinfo``)."""
+    """Resume the task with ``call()``'s result, or its exception, run by one of a few
+    worker threads (for blocking calls: ``getaddrinfo``)."""
 
     call: Callable[[], Any]
 
@@ -79,6 +80,8 @@ class Loop:
         self._timer_no = 0
         # Threads post their results here and write a byte to the wake-up pipe.
         self._posted: deque[tuple[_Running, int, Any, BaseException | None]] = deque()
+        self._calls: deque[tuple[_Running, int, Callable[[], Any]]] = deque()
+        self._workers = 0
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, READ)
         self._lock = threading.Lock()
@@ -182,7 +185,22 @@ class Loop:
             key.data[op.event] = task
 
     def _start_thread(self, task: _Running, call: Callable[[], Any], wait_no: int) -> None:
-        def run() -> None:
+        """Queue ``call`` for a few worker threads: one thread per lookup would let the
+        sandbox make the launcher start a thousand (random names under a wildcard)."""
+        with self._lock:
+            self._calls.append((task, wait_no, call))
+            if self._workers < MAX_THREADS:
+                self._workers += 1
+                threading.Thread(target=self._work, name="agent-sandbox-lookup",
+                                 daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._calls or self._closed:
+                    self._workers -= 1
+                    return
+                task, wait_no, call = self._calls.popleft()
             try:
                 result, error = call(), None
             except Exception as e:
@@ -190,8 +208,6 @@ class Loop:
             with self._lock:
                 self._posted.append((task, wait_no, result, error))
                 self._wake()
-
-        threading.Thread(target=run, name="agent-sandbox-lookup", daemon=True).start()
 
     def _wait_both(self, task: _Running, op: Both) -> None:
         running = [2]
