@@ -33,7 +33,7 @@ from agent_sandbox._netpolicy import (
     is_loopback_name,
     normalise_name,
 )
-from agent_sandbox._plan import PLACEHOLDER_SOURCES, Op, Plan, Word, is_under
+from agent_sandbox._plan import PLACEHOLDER_SOURCES, PROC_MASKED, Op, Plan, Word, is_under
 from agent_sandbox._policy import NetMode, Policy
 from agent_sandbox._protect import Protection
 
@@ -458,8 +458,9 @@ def explain(argv: Sequence[str]) -> int:
                       identity.home)
     raw = os.path.expanduser(target)
     path = raw if raw.startswith("/") else posixpath.join(current_dir(), raw)
-    print("\n".join(_explain_path(path, build_plan(policy, view), origins,
-                                  view.layout.secret_dirs)))
+    masked_dirs = (*view.layout.secret_dirs,
+                   *(p for p, is_dir in view.proc_entries if is_dir and p in PROC_MASKED))
+    print("\n".join(_explain_path(path, build_plan(policy, view), origins, masked_dirs)))
     return 0
 
 

@@ -90,6 +90,9 @@ class HostView(NamedTuple):
     protections: tuple[Protection, ...] = ()
     # /dev/dri, /dev/nvidia* as they exist on this host (used with --gpu).
     gpu_devices: tuple[str, ...] = ()
+    # Which of PROC_READ_ONLY and PROC_MASKED exist on this kernel, as (path, is a
+    # directory): bwrap cannot bind over what the fresh /proc does not have.
+    proc_entries: tuple[tuple[str, bool], ...] = ()
 
 
 class Plan(NamedTuple):
@@ -236,15 +239,35 @@ def _namespaces(policy: Policy, identity: Identity) -> Section:
     return Section("namespaces and identity", tuple(ops))
 
 
-def _kernel_fs() -> Section:
-    return Section(
-        "kernel filesystems",
-        (
-            Op(("--proc", "/proc"), "fresh /proc for the own pid namespace"),
-            Op(("--dev", "/dev"), "minimal /dev: null, zero, random, tty, own pts; no host shm"),
-            Op(("--perms", "0755", "--tmpfs", "/run"), "empty /run: no sockets, no agents"),
-        ),
-    )
+# /proc as container runtimes leave it (runc's default readonlyPaths and maskedPaths, plus
+# /proc/interrupts as moby masks it now). A fresh /proc still writes through to the kernel:
+# /proc/sys files are checked against the global root uid, and bwrap covers /proc/sys only
+# when it can access(W_OK) it, which a namespaced root cannot, so a root caller's command
+# could set core_pattern. Read-only: the sysctls stay readable (those of the sandbox's own
+# network namespace included), none is writable.
+PROC_READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# Masked: kernel memory, keyrings, timers and scheduler internals other users' activity can
+# be read from; files read empty (/dev/null, as runc binds it), directories are empty.
+PROC_MASKED = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+               "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+               "/proc/timer_stats")
+
+
+def _kernel_fs(proc_entries: tuple[tuple[str, bool], ...]) -> Section:
+    ops = [
+        Op(("--proc", "/proc"), "fresh /proc for the own pid namespace"),
+        Op(("--dev", "/dev"), "minimal /dev: null, zero, random, tty, own pts; no host shm"),
+        Op(("--perms", "0755", "--tmpfs", "/run"), "empty /run: no sockets, no agents"),
+    ]
+    for path, is_dir in proc_entries:
+        if path in PROC_READ_ONLY:
+            ops.append(Op(("--ro-bind", path, path), "kernel settings, read-only"))
+        elif is_dir:
+            ops += [Op(("--perms", "0555", "--tmpfs", path), "kernel internals, masked"),
+                    Op(("--remount-ro", path))]
+        else:
+            ops.append(Op(("--dev-bind", "/dev/null", path), "kernel internals, reads empty"))
+    return Section("kernel filesystems", tuple(ops))
 
 
 def _system(layout: HostLayout) -> Section:
@@ -385,7 +408,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         env.update(proxy_environment())
     sections = (
         _namespaces(policy, identity),
-        _kernel_fs(),
+        _kernel_fs(view.proc_entries),
         _system(layout),
         _home_and_tmp(policy, view),
         _project_and_mounts(policy, view.protections),

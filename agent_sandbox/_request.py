@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,14 @@ from agent_sandbox._limits import (
     parse_positive,
     parse_size,
 )
-from agent_sandbox._plan import HostView, Plan, is_under, visible_inside
+from agent_sandbox._plan import (
+    PROC_MASKED,
+    PROC_READ_ONLY,
+    HostView,
+    Plan,
+    is_under,
+    visible_inside,
+)
 from agent_sandbox._policy import (
     DEFAULT_HOME_SIZE,
     EnvRequest,
@@ -304,7 +312,17 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
                     start_shell="/bin/sh" if layout.is_visible("/bin/sh")
                     and os.access("/bin/sh", os.X_OK) else "",
                     protections=scan(project, protect, unprotect),
-                    gpu_devices=_gpu_devices())
+                    gpu_devices=_gpu_devices(), proc_entries=_proc_entries())
+
+
+def _proc_entries() -> tuple[tuple[str, bool], ...]:
+    found = []
+    for path in (*PROC_READ_ONLY, *PROC_MASKED):
+        try:
+            found.append((path, stat.S_ISDIR(os.lstat(path).st_mode)))
+        except OSError:
+            continue
+    return tuple(found)
 
 
 def _gpu_devices() -> tuple[str, ...]:

@@ -41,6 +41,7 @@ def _view(identity: Identity = USER, env: dict[str, str] | None = None) -> HostV
         environ=tuple(sorted(environ.items())),
         path_entries=tuple((p, p) for p in environ["PATH"].split(":")),
         git_configs=(("/home/alice/.gitconfig", "/home/alice/.gitconfig"),),
+        proc_entries=(("/proc/acpi", True), ("/proc/keys", False), ("/proc/sys", True)),
     )
 
 
