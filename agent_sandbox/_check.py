@@ -189,6 +189,30 @@ def _cgroup() -> Finding:
                    f"{way.why_not}", fix)
 
 
+def root_caller(path: str) -> Finding:
+    """What a root caller's command gets here: an unprivileged host uid with ``path`` (the
+    project) idmapped to it, tried for real, or the refusal and its fix."""
+    from agent_sandbox._host import ROOT_COMMAND_UID
+    from agent_sandbox._idmap import check_command_uid, probe
+
+    if os.getuid() != 0:
+        return Finding("root caller", INFO, f"(you are not root) a root caller's command runs "
+                       f"as host uid {ROOT_COMMAND_UID}, its writable paths idmapped; under "
+                       "sudo, as the user who typed it")
+    try:
+        check_command_uid()
+    except SandboxError as e:
+        return Finding("root caller", FAIL, e.message, e.fix or "")
+    problem = probe(path)
+    if problem:
+        return Finding("root caller", FAIL, f"the command cannot run as host uid "
+                       f"{ROOT_COMMAND_UID} here: {problem}",
+                       "run agent-sandbox as an ordinary user, or pass --root-stays-root "
+                       "(the command keeps host uid 0; weaker)")
+    return Finding("root caller", OK, f"the command runs as host uid {ROOT_COMMAND_UID}, "
+                   f"not 0; idmapped mounts work for {path}")
+
+
 def collect() -> list[Finding]:
     findings: list[Finding] = []
     bwrap_findings, bwrap = _bwrap_findings()
@@ -208,6 +232,7 @@ def collect() -> list[Finding]:
     ))
     findings.append(Finding("kernel", INFO, os.uname().release))
     findings.append(_cgroup())
+    findings.append(root_caller(os.getcwd()))
     return findings
 
 

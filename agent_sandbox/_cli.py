@@ -110,6 +110,10 @@ def _parser() -> _Parser:
                    "a fine-grained token of a machine user)")
     p.add_argument("--gpu", action="store_true",
                    help="give the command the GPU devices (/dev/dri, /dev/nvidia*)")
+    p.add_argument("--root-stays-root", action="store_true",
+                   help="called as root (not through sudo): let the command keep host uid 0 "
+                   "instead of running as an unprivileged uid with idmapped paths (weaker: "
+                   "root-only files it can see become readable; announced at every launch)")
     p.add_argument("--allow-nested-userns", action="store_true",
                    help="let the command create user namespaces (an agent's own inner "
                    "sandbox); weaker: a nested namespace can undo read-only binds")
@@ -135,7 +139,8 @@ def _parser() -> _Parser:
 
 FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
              "hide", "env", "allow_nested_userns", "gpu", "best_effort", "memory", "pids",
-             "cpus", "timeout", "nofile", "fsize", "home_size", "git_token_file")
+             "cpus", "timeout", "nofile", "fsize", "home_size", "git_token_file",
+             "root_stays_root")
 
 
 def _preset_name(args: argparse.Namespace, command: Sequence[str]) -> str:
@@ -184,7 +189,8 @@ def policy_from(args: argparse.Namespace, s: Mapping[str, Any], *, command: Sequ
                         best_effort=s.get("best_effort", False), gpu=s.get("gpu", False),
                         home_size=s.get("home_size"), agent=agent,
                         git_token_file=s.get("git_token_file"),
-                        share_agent_state=args.share_agent_state)
+                        share_agent_state=args.share_agent_state,
+                        root_stays_root=s.get("root_stays_root", False))
 
 
 def _show_config(argv: Sequence[str]) -> int:
@@ -228,8 +234,24 @@ def _relaunch(argv: Sequence[str], command: Sequence[str], name: str) -> list[st
     return [*entry, *options, *named, *command]
 
 
+def _who(identity: Identity, policy: Policy, sudo_user: str) -> str:
+    """Who the command runs as, for the start line, when that is not simply the caller."""
+    if sudo_user:
+        return f"as {sudo_user} (from sudo)"
+    if identity.uid != 0:
+        return ""
+    if policy.root_stays_root:
+        return "as host root (--root-stays-root)"
+    from agent_sandbox._host import ROOT_COMMAND_UID
+
+    return f"as host uid {ROOT_COMMAND_UID} (called as root; writable paths idmapped)"
+
+
 def _run(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from agent_sandbox._caller import drop_sudo
+
+    sudo_user = drop_sudo(os.environ)
     if argv[:1] and argv[0] in SUBCOMMANDS:
         import importlib
 
@@ -310,10 +332,10 @@ def _run(argv: Sequence[str] | None) -> int:
         if p.mode == "symlink":
             say(f"warning: {p.path} is a symlink, so it cannot be made read-only: the command "
                 "could replace it, and host tools would then run what it wrote")
-    if identity.uid == 0 and not args.quiet:
-        say(f"notice: called as root: the command runs as uid {identity.inside_uid} with no "
-            "capabilities, but it is still host root to file permissions: what only root "
-            "may read stays readable, and root's files stay writable in writable paths")
+    if identity.uid == 0 and policy.root_stays_root:
+        say("warning: --root-stays-root: the command is host uid 0 to file permissions: "
+            "root-only files it can see are readable, root's files in writable paths "
+            "writable (it still has no capabilities, /proc/sys is read-only)")
     if args.verbose:
         say(f"layout {view.layout.kind.value}, bwrap {bwrap}")
     if args.detach:
@@ -322,7 +344,14 @@ def _run(argv: Sequence[str] | None) -> int:
 
         name = args.name or free_name(os.environ, default_base(agent, command))
         return detach(_relaunch(argv, args.command, name), name)
-    return run(plan, bwrap, quiet=args.quiet, name=args.name)
+    root_fix = ""
+    if identity.uid == 0:
+        import shlex
+
+        root_fix = ("run agent-sandbox as an ordinary user, or let the command keep host uid "
+                    f"0 (weaker): agent-sandbox --root-stays-root {shlex.join(argv)}")
+    return run(plan, bwrap, quiet=args.quiet, name=args.name,
+               caller=_who(identity, policy, sudo_user), root_fix=root_fix)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

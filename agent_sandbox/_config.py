@@ -26,7 +26,7 @@ ENV_PREFIX = "AGENT_SANDBOX_"
 
 LIST_KEYS = ("allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw", "hide",
              "env", "protect", "unprotect")
-BOOL_KEYS = ("allow_nested_userns", "gpu", "best_effort")
+BOOL_KEYS = ("allow_nested_userns", "gpu", "best_effort", "root_stays_root")
 PATH_KEYS = ("git_token_file",)
 LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "fsize", "home_size")
 NET_ORDER = ("host", "filtered", "none")  # each stricter than the one before

@@ -33,6 +33,11 @@ class SandboxUnavailable(SandboxError):
     exit_status = EXIT_SANDBOX_FAILED
 
 
+class NoUserNamespace(SandboxUnavailable):
+    """The kernel refused a user namespace before bwrap ran (a root caller's command is
+    started through one): diagnosed as bwrap's own failure would be."""
+
+
 class CommandNotFound(SandboxError):
     """COMMAND does not exist inside the sandbox (exit 127, like a shell)."""
 

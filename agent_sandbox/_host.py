@@ -15,9 +15,14 @@ from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
 
-# Inside uid/gid for a root caller: the command never runs as uid 0 inside
-# (docs/threat-model.md says what that does and does not buy).
+# Inside uid/gid for a root caller: the command never runs as uid 0 inside.
 UNPRIVILEGED_ID = 65534
+# ... nor as host uid 0: a root caller's command runs as this host uid (and gid), with the
+# paths it writes idmapped to it (``_idmap``), unless --root-stays-root. Outside every range
+# that system users, useradd (1000-60000), systemd's dynamic users and homed (60001-65519),
+# nobody (65534), subordinate ids (useradd: 100000-600100000) and systemd-nspawn's
+# containers (up to 1879048191) take, and below 2^31 for tools that keep ids signed.
+ROOT_COMMAND_UID = 2_000_000_000
 
 _MAX_SYMLINK_HOPS = 40
 

@@ -21,8 +21,14 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from agent_sandbox._errors import SandboxError, SandboxUnavailable
+from agent_sandbox._errors import (
+    EXIT_SANDBOX_FAILED,
+    NoUserNamespace,
+    SandboxError,
+    SandboxUnavailable,
+)
 from agent_sandbox._janitor import (
     Made,
     make_dirs,
@@ -42,6 +48,7 @@ from agent_sandbox._plan import (
     SECCOMP_FD,
     STARTED_FD,
     WORKDIR,
+    Placeholder,
     Plan,
     git_excludes,
 )
@@ -50,6 +57,9 @@ from agent_sandbox._say import say
 from agent_sandbox._seccomp_cache import seccomp_program
 from agent_sandbox._sessions import Session, default_base, registered
 from agent_sandbox._workdir import placeholder_sources, work_dir
+
+if TYPE_CHECKING:
+    from agent_sandbox._idmap import Staged
 
 GRACE_SECONDS = 5.0
 _SI_KERNEL = 0x80  # si_code of a signal the kernel raised (e.g. the terminal's ^C)
@@ -82,34 +92,34 @@ def _blocked_signals(ignore_terminal: bool) -> Iterator[None]:
 
 def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int, ...],
            keep_ignored: bool, prefix: tuple[str, ...] = (),
-           moves: tuple[tuple[int, int], ...] = ()) -> int:
-    """posix_spawn bwrap with a clean signal state and only stdio plus ``keep_fds`` open,
-    and each ``(fd, number)`` of ``moves`` open as ``number``.
+           moves: tuple[tuple[int, int], ...] = (),
+           staged: tuple[Staged, ...] | None = None) -> int:
+    """Start bwrap with a clean signal state and only stdio plus ``keep_fds`` open, and each
+    ``(fd, number)`` of ``moves`` open as ``number``: by posix_spawn, or, with ``staged``
+    (a root caller), by a child that attaches them idmapped and drops to the command uid.
 
     With ``keep_ignored``, SIGINT and SIGQUIT stay ignored in bwrap (the plan's command
     prefix restores them for the command).
     """
-    actions: list[tuple[int, int] | tuple[int, int, int]] = [
-        (os.POSIX_SPAWN_DUP2, fd, number) for fd, number in moves]
     kept = {*keep_fds, *(number for _, number in moves)}
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in kept:
-            # Whatever the caller left open (a shell's fds, an editor's sockets) must not
-            # reach the sandbox; closing an fd listdir itself used is harmless.
-            actions.append((os.POSIX_SPAWN_CLOSE, fd))
-    for fd in keep_fds:
-        os.set_inheritable(fd, True)
+    # Whatever the caller left open (a shell's fds, an editor's sockets) must not reach the
+    # sandbox; closing an fd listdir itself used is harmless.
+    close = tuple(fd for fd in map(int, os.listdir("/proc/self/fd")) if fd > 2 and fd not in kept)
+    default_signals = (*(_ENDING if keep_ignored else _FORWARDED), *_RESET_TO_DEFAULT)
     # A prefix (systemd-run for a limited cgroup scope) execs bwrap in turn, same pid.
     argv = [*prefix, bwrap, *args]
-    return os.posix_spawn(
-        argv[0],
-        argv,
-        env,
-        file_actions=actions,
-        setsigmask=(),
-        setsigdef=(*(_ENDING if keep_ignored else _FORWARDED), *_RESET_TO_DEFAULT),
-    )
+    if staged is not None:
+        from agent_sandbox._idmap import Spawn, spawn_as_command_uid
+
+        return spawn_as_command_uid(Spawn(argv, env, moves, keep_fds, close, default_signals),
+                                    staged)
+    for fd in keep_fds:
+        os.set_inheritable(fd, True)
+    actions: list[tuple[int, int] | tuple[int, int, int]] = [
+        (os.POSIX_SPAWN_DUP2, fd, number) for fd, number in moves]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
+    return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsigmask=(),
+                          setsigdef=default_signals)
 
 
 def _shell_fd(fd: int, taken: list[int]) -> int:
@@ -243,15 +253,36 @@ def _session(plan: Plan, name: str | None) -> Iterator[tuple[Session, DecisionLo
             raise
 
 
-def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) -> int:
+def _check_command_uid(plan: Plan, root_fix: str) -> None:
+    from agent_sandbox._idmap import check_command_uid
+
+    try:
+        check_command_uid()
+    except SandboxUnavailable as e:
+        raise SandboxUnavailable(e.message, fix=root_fix) from None
+    if plan.bwrap_prefix:
+        raise SandboxUnavailable(
+            "a root caller's limits would take a systemd-run scope, which cannot start the "
+            f"command as uid {plan.command_uid}",
+            fix="name a delegated cgroup v2 directory in AGENT_SANDBOX_CGROUP_PARENT, or "
+            + root_fix)
+
+
+def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
+        caller: str = "", root_fix: str = "") -> int:
     """Run ``plan`` under ``bwrap`` as session ``name`` (default: the preset's or command's
-    name and a number); return the exit status for the launcher to exit with."""
+    name and a number); return the exit status for the launcher to exit with. ``caller``
+    says who the command runs as when that is not simply the caller (the start line says
+    it); ``root_fix`` is the fix for a root caller whose command cannot drop to its uid."""
+    if plan.command_uid is not None:
+        _check_command_uid(plan, root_fix)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_blocked_signals(plan.shield_terminal_signals))
         session, log = stack.enter_context(_session(plan, name))
         if not quiet:
             say(f"{session.name}: {plan.policy.project} read-write; network {session.net}; "
-                f"log and state in {_home_relative(state_dir())}")
+                f"log and state in {_home_relative(state_dir())}"
+                + (f"; {caller}" if caller else ""))
         tmp = stack.enter_context(work_dir())
         seccomp_fd = stack.enter_context(seccomp_program(plan.seccomp))
         # Both pipes are close-on-exec; _spawn passes the write ends, which are closed here
@@ -304,7 +335,14 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) ->
         moves = ((started_write, started_inside),) if started_inside != started_write else ()
         if not moves:
             passed.append(started_write)
-        args = [*own_options, *plan.bwrap_args(values)]
+        staged = None
+        renamed: dict[str, str] = {}
+        if plan.command_uid is not None:
+            from agent_sandbox._idmap import stage_map
+
+            staged, renamed = stage_map([values[w] if isinstance(w, Placeholder) else w
+                                         for w in plan.staged_sources])
+        args = [*own_options, *plan.bwrap_args(values, renamed)]
         if plan.policy.agent_home:
             from agent_sandbox._presets import load, prepare_home
 
@@ -314,9 +352,13 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None) ->
         try:
             pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
                          keep_ignored=plan.shield_terminal_signals, prefix=plan.bwrap_prefix,
-                         moves=moves)
+                         moves=moves, staged=staged)
         except OSError as e:
             raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None
+        except NoUserNamespace:
+            raise _failed_to_start(bwrap, EXIT_SANDBOX_FAILED) from None
+        except SandboxUnavailable as e:
+            raise SandboxUnavailable(e.message, fix=root_fix) from None
         finally:
             os.close(status_write)
             os.close(started_write)

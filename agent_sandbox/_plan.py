@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from agent_sandbox._env import build_env, sanitise_path
 from agent_sandbox._errors import UsageError
-from agent_sandbox._host import HostLayout, Identity
+from agent_sandbox._host import ROOT_COMMAND_UID, HostLayout, Identity
 from agent_sandbox._limits import systemd_scope_argv
 from agent_sandbox._netplan import PROXY_VARIABLES, NetPlan, proxy_environment
 from agent_sandbox._policy import Mount, MountMode, NetMode, Policy
@@ -118,6 +118,10 @@ class Plan(NamedTuple):
     # if the launcher is killed.
     placeholders: tuple[str, ...] = ()
     protections: tuple[Protection, ...] = ()
+    # A root caller's command runs as this host uid (None: the caller's own uid), and every
+    # host path in ``staged_sources`` reaches bwrap as an idmapped clone (see _idmap).
+    command_uid: int | None = None
+    staged_sources: tuple[Word, ...] = ()
 
     @property
     def files_to_make(self) -> tuple[tuple[str, bytes], ...]:
@@ -157,12 +161,18 @@ class Plan(NamedTuple):
     def reports_start(self) -> bool:
         return bool(self.starter)
 
-    def bwrap_args(self, values: Mapping[Placeholder, str]) -> list[str]:
-        """The bwrap options and command, with the launcher's values filled in."""
+    def bwrap_args(self, values: Mapping[Placeholder, str],
+                   renamed: Mapping[str, str] | None = None) -> list[str]:
+        """The bwrap options and command, with the launcher's values filled in, and each
+        bind source in ``renamed`` (the staged sources of a root caller) under its new
+        name."""
         args: list[str] = []
         for section in self.sections:
             for op in section.ops:
-                args.extend(values[w] if isinstance(w, Placeholder) else w for w in op.words)
+                words = [values[w] if isinstance(w, Placeholder) else w for w in op.words]
+                if renamed and words[0] in _BINDS and words[1] in renamed:
+                    words[1] = renamed[words[1]]
+                args.extend(words)
         args.append("--")
         args.extend(values[w] if isinstance(w, Placeholder) else w for w in self.starter)
         args.extend(self.shield)
@@ -187,11 +197,18 @@ class Plan(NamedTuple):
             lines.append("  " + shlex.join(self.shield)
                          + "    # ^C reaches the command, not bwrap")
         lines.append("  " + shlex.join(self.command))
+        if self.command_uid is not None:
+            lines.append(f"# bwrap runs as host uid {self.command_uid} (called as root); it "
+                         "binds these as idmapped clones of theirs, owner shown as that uid:")
+            lines += [f"  {_quote(w)}" for w in self.staged_sources]
         lines.append("# environment (nothing else is passed in)")
         for name, value in self.env:
             shown = "<from host>" if name in self.host_valued else shlex.quote(value)
             lines.append(f"  {name}={shown}")
         return "\n".join(lines) + "\n"
+
+
+_BINDS = ("--bind", "--ro-bind")
 
 
 def _quote(word: Word) -> str:
@@ -215,6 +232,14 @@ def visible_inside(policy: Policy, layout: HostLayout, path: str) -> bool:
     )
 
 
+def _identity_note(policy: Policy, identity: Identity) -> str:
+    if identity.uid != 0:
+        return "same uid and gid"
+    if policy.root_stays_root:
+        return "root caller: uid 65534 inside, still host uid 0 (--root-stays-root)"
+    return f"root caller: uid 65534 inside, host uid {ROOT_COMMAND_UID}"
+
+
 def _namespaces(policy: Policy, identity: Identity) -> Section:
     ops = [
         Op(("--unshare-user",), "own user namespace: same uid, no capabilities"),
@@ -231,7 +256,7 @@ def _namespaces(policy: Policy, identity: Identity) -> Section:
         Op(("--hostname", SANDBOX_HOSTNAME)),
         Op(
             ("--uid", str(identity.inside_uid), "--gid", str(identity.inside_gid)),
-            "root caller runs unprivileged inside" if identity.uid == 0 else "same uid and gid",
+            _identity_note(policy, identity),
         ),
         Op(("--cap-drop", "ALL"), "no capabilities"),
         Op(("--die-with-parent",), "the sandbox dies with the launcher"),
@@ -399,19 +424,23 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         for i, (key, value) in enumerate(git_config):
             env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
     host_valued = {r.name for r in policy.env if r.value is None and r.name in env}
-    rules = default_rules(allow_nested_userns=policy.allow_nested_userns)
+    rules = default_rules(allow_nested_userns=policy.allow_nested_userns,
+                          no_setid_files=identity.uid == 0)
     net = _net_plan(policy)
     if net is not None and net.filtered:
         for name in PROXY_VARIABLES:
             if name in env:
                 raise UsageError(f"--env {name}: --net filtered sets the proxy variables")
         env.update(proxy_environment())
+    home = _home_and_tmp(policy, view)
+    project = _project_and_mounts(policy, view.protections)
+    dropped = identity.uid == 0 and not policy.root_stays_root
     sections = (
         _namespaces(policy, identity),
         _kernel_fs(view.proc_entries),
         _system(layout),
-        _home_and_tmp(policy, view),
-        _project_and_mounts(policy, view.protections),
+        home,
+        project,
         Section("process", (Op(("--chdir", policy.cwd), "same directory as outside"),)),
         _seccomp_section(rules),
         *((_network_section(net, layout),) if net is not None else ()),
@@ -436,6 +465,12 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         bwrap_prefix=systemd_scope_argv(policy.systemd_run, policy.limits)
         if policy.systemd_run else (),
         seccomp=rules,
+        command_uid=ROOT_COMMAND_UID if dropped else None,
+        # Everything bwrap binds from the host but the system and /dev/null: what the user
+        # and the launcher put there, which a root caller's command must reach as its own.
+        staged_sources=tuple(dict.fromkeys(
+            op.words[1] for section in (home, project) for op in section.ops
+            if op.words[0] in _BINDS and op.words[1] != "/dev/null")) if dropped else (),
     )
 
 

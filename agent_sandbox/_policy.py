@@ -90,3 +90,5 @@ class Policy(NamedTuple):
     agent: str = ""
     agent_home: str = ""
     shared_state: tuple[str, ...] = ()
+    # A root caller's command keeps host uid 0 (no idmapped mounts); announced every launch.
+    root_stays_root: bool = False

@@ -159,6 +159,7 @@ def build_policy(
     agent: str = "",
     share_agent_state: bool = False,
     git_token_file: str | None = None,
+    root_stays_root: bool = False,
 ) -> Policy:
     if not command or not command[0]:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
@@ -184,6 +185,7 @@ def build_policy(
         git_token_file=_token_file(git_token_file, cwd) if git_token_file else "",
         **_agent_state(agent, share_agent_state, identity,
                        os.environ if environ is None else environ),
+        root_stays_root=root_stays_root,
     )
 
 

@@ -20,7 +20,8 @@ from agent_sandbox import __version__
 # on x86_64). A rule for one of these is skipped where the name does not resolve; a rule for
 # any other unknown name stops the launch: the filter is never silently weaker.
 MAY_BE_MISSING = frozenset(
-    {"uselib", "umount", "modify_ldt", "iopl", "ioperm", "vm86", "vm86old"}
+    {"uselib", "umount", "modify_ldt", "iopl", "ioperm", "vm86", "vm86old", "chmod", "creat",
+     "mknod", "open"}
 )
 
 # ioctl requests compared on the low 32 bits only: the kernel ignores the high bits, so a
@@ -97,7 +98,38 @@ def _clone_flags_index() -> int:
     return 1 if os.uname().machine.startswith("s390") else 0
 
 
-def default_rules(*, allow_nested_userns: bool = False) -> tuple[Rule, ...]:
+S_ISUID, S_ISGID = 0o4000, 0o2000
+O_CREAT, O_TMPFILE_BIT = 0o100, 0o20000000  # O_TMPFILE is this bit with O_DIRECTORY
+
+
+def _setid_rules() -> list[Rule]:
+    """No setuid or setgid file from inside, for a root caller: on disk, what its command
+    creates in the project belongs to the project's owner (root), and a setuid-root file
+    left there runs as root for whoever on the host executes it later."""
+    why = "setuid/setgid files: on disk they would belong to root"
+    rules = []
+    for bit in (S_ISUID, S_ISGID):
+        def mode(arg: int, bit: int = bit) -> Arg:
+            return Arg(arg, "masked_eq", bit, bit)
+
+        rules += [Rule("chmod", errno.EPERM, why, (mode(1),)),
+                  Rule("fchmod", errno.EPERM, why, (mode(1),)),
+                  Rule("fchmodat", errno.EPERM, why, (mode(2),)),
+                  Rule("fchmodat2", errno.EPERM, why, (mode(2),)),
+                  Rule("creat", errno.EPERM, why, (mode(1),)),
+                  Rule("mknod", errno.EPERM, why, (mode(1),)),
+                  Rule("mknodat", errno.EPERM, why, (mode(2),))]
+        for flag in (O_CREAT, O_TMPFILE_BIT):
+            rules += [Rule("open", errno.EPERM, why, (Arg(1, "masked_eq", flag, flag), mode(2))),
+                      Rule("openat", errno.EPERM, why,
+                           (Arg(2, "masked_eq", flag, flag), mode(3)))]
+    rules += _deny("its mode is out of seccomp's reach; ENOSYS makes programs fall back to "
+                   "openat", "openat2", err=errno.ENOSYS)
+    return rules
+
+
+def default_rules(*, allow_nested_userns: bool = False,
+                  no_setid_files: bool = False) -> tuple[Rule, ...]:
     rules: list[Rule] = []
     rules += _deny("kernel log (dmesg)", "syslog")
     rules += _deny("obsolete", "uselib")
@@ -147,6 +179,8 @@ def default_rules(*, allow_nested_userns: bool = False) -> tuple[Rule, ...]:
     rules += _deny("system clock", "settimeofday", "clock_settime", "clock_adjtime",
                    "adjtimex")
     rules += _deny("raw port I/O and CPU emulation", "iopl", "ioperm", "vm86", "vm86old")
+    if no_setid_files:
+        rules += _setid_rules()
     if allow_nested_userns:
         rules = [r for r in rules if not r.nesting]
     return tuple(rules)

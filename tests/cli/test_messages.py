@@ -7,7 +7,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import CLI, Env, run_cli
+from agent_sandbox._host import ROOT_COMMAND_UID
+from tests.conftest import CLI, IS_ROOT, Env, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -16,8 +17,10 @@ def test_one_start_line_and_quiet(project: Path, env: Env) -> None:
     done = run_cli(["--name", "w", "--", "true"], cwd=project, env=env.vars)
     assert done.returncode == 0, done.stderr
     start = [line for line in done.stderr.splitlines() if line.startswith("agent-sandbox: w:")]
+    who = (f"; as host uid {ROOT_COMMAND_UID} (called as root; writable paths idmapped)"
+           if IS_ROOT else "")
     assert start == [f"agent-sandbox: w: {project} read-write; network none; "
-                     "log and state in ~/.local/state/agent-sandbox"]
+                     f"log and state in ~/.local/state/agent-sandbox{who}"]
     filtered = run_cli(["--allow", "a.example", "--allow", "b.example", "--", "true"],
                        cwd=project, env=env.vars)
     assert "network filtered (2 hosts);" in filtered.stderr

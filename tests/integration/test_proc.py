@@ -59,6 +59,18 @@ def test_masked_kernel_files_read_empty(project: Path, env: Env) -> None:
     assert done.stdout.splitlines() == [f"{p}: 0" for p in present], done.stderr
 
 
+@pytest.mark.skipif(not IS_ROOT, reason="--root-stays-root is for root callers; .ci/run runs "
+                    "the suite as root too")
+def test_a_command_that_stays_host_root_cannot_write_a_sysctl_either(
+    project: Path, env: Env
+) -> None:
+    # The command is host uid 0 to permission checks here: only the read-only bind holds.
+    done = sandbox_sh(SAME_VALUE_WRITE, cwd=project, env=env.vars,
+                      extra=["--root-stays-root"])
+    assert "WROTE" not in done.stdout
+    assert "Read-only file system" in done.stderr, done.stderr
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="only host uid 0 passes /proc/sys's permission check "
                     "without the read-only bind; .ci/run runs the suite as root too")
 def test_without_the_read_only_proc_sys_a_root_caller_writes_a_sysctl(

@@ -212,3 +212,25 @@ def test_golden_plan_per_preset(name: str) -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
+
+
+def test_a_root_callers_plan_runs_bwrap_as_the_command_uid_with_staged_sources() -> None:
+    from agent_sandbox._host import ROOT_COMMAND_UID
+
+    root = Identity(uid=0, gid=0, user="root", home="/root")
+    policy = _policy(project="/root/src/p", cwd="/root/src/p")
+    view = _view(root)._replace(git_configs=(("/root/.gitconfig", "/root/.gitconfig"),))
+    plan = build_plan(policy, view)
+    assert plan.command_uid == ROOT_COMMAND_UID
+    assert plan.staged_sources == (WORKDIR, "/root/.gitconfig", "/root/src/p")
+    assert f"bwrap runs as host uid {ROOT_COMMAND_UID}" in plan.describe()
+    args = plan.bwrap_args({**VALUES, WORKDIR: "/w"}, {"/w": "/tmp/2", "/root/src/p": "/tmp/1"})
+    at = args.index("/tmp/2")
+    assert args[at - 1:at + 2] == ["--bind", "/tmp/2", "/tmp"]
+    at = args.index("/tmp/1")
+    assert args[at - 1:at + 2] == ["--bind", "/tmp/1", "/root/src/p"]
+    # Root callers also get the set-id rules; --root-stays-root keeps host uid 0.
+    assert any(r.syscall == "fchmodat2" for r in plan.seccomp)
+    stays = build_plan(policy._replace(root_stays_root=True), view)
+    assert stays.command_uid is None and stays.staged_sources == ()
+    assert "--root-stays-root" in stays.describe()
