@@ -1,5 +1,5 @@
 """``python -m agent_sandbox``: the same entry point as the ``agent-sandbox`` script."""
 
-from agent_sandbox._cli import main
+from agent_sandbox._cli.main import main
 
 raise SystemExit(main())

@@ -34,8 +34,8 @@ FALLBACK_BWRAP = [
     "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64",
     "/lib64", "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
 ]
-IMPORTS = ("import agent_sandbox._cli, agent_sandbox._launch, agent_sandbox._plan, "
-           "agent_sandbox._request, agent_sandbox._host")
+IMPORTS = ("import agent_sandbox._cli.main, agent_sandbox._run.launch, agent_sandbox._plan.build, "
+           "agent_sandbox._policy.request, agent_sandbox._plan.host")
 
 
 class ImportRow(TypedDict):

@@ -23,10 +23,12 @@ from typing import TypedDict
 
 from _timing import Cmd, measure
 
-from agent_sandbox._bwrap import find_bwrap
-from agent_sandbox._host import current_identity, probe_layout
-from agent_sandbox._plan import WORKDIR, Placeholder, Section, build_plan
-from agent_sandbox._request import build_policy, gather_host_view
+from agent_sandbox._plan.build import WORKDIR, Placeholder, Section, build_plan
+from agent_sandbox._plan.host import probe_layout
+from agent_sandbox._plan.view import gather_host_view
+from agent_sandbox._policy.identity import current_identity
+from agent_sandbox._policy.request import build_policy
+from agent_sandbox._run.bwrap import find_bwrap
 
 TARGET_PCT = 5.0
 WARMUP = 1

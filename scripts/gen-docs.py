@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Regenerate the files rendered from the CLI and configuration definitions
-(``agent_sandbox._docgen.GENERATED``: the man page, the configuration reference).
+(``agent_sandbox._cli.docgen.GENERATED``: the man page, the configuration reference).
 
     .venv/bin/python scripts/gen-docs.py          # rewrite the files that changed
     .venv/bin/python scripts/gen-docs.py --check  # exit 1, naming them, if any is stale
@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whichever Python runs the script
 
-from agent_sandbox._docgen import GENERATED  # noqa: E402
+from agent_sandbox._cli.docgen import GENERATED  # noqa: E402
 
 
 def main() -> int:

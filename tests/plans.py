@@ -8,10 +8,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from agent_sandbox._bwrap import find_bwrap
-from agent_sandbox._host import current_identity, probe_layout
-from agent_sandbox._janitor import make_dirs, make_files, remove_placeholders
-from agent_sandbox._plan import (
+from agent_sandbox._plan.build import (
     GIT_EXCLUDES_FD,
     PLACEHOLDER_SOURCES,
     SECCOMP_FD,
@@ -22,10 +19,15 @@ from agent_sandbox._plan import (
     build_plan,
     git_excludes,
 )
-from agent_sandbox._request import build_policy, gather_host_view
-from agent_sandbox._seccomp import Rule
-from agent_sandbox._seccomp_cache import seccomp_program
-from agent_sandbox._workdir import placeholder_sources
+from agent_sandbox._plan.host import probe_layout
+from agent_sandbox._plan.view import gather_host_view
+from agent_sandbox._policy.identity import current_identity
+from agent_sandbox._policy.request import build_policy
+from agent_sandbox._run.bwrap import find_bwrap
+from agent_sandbox._run.janitor import make_dirs, make_files, remove_placeholders
+from agent_sandbox._run.workdir import placeholder_sources
+from agent_sandbox._seccomp.cache import seccomp_program
+from agent_sandbox._seccomp.rules import Rule
 
 Mutation = Callable[[Op], Sequence[Op]]
 

@@ -11,14 +11,13 @@ import os
 import re
 import subprocess
 import sys
-from typing import NamedTuple
 
 from agent_sandbox import __version__
-from agent_sandbox._bwrap import find_bwrap
 from agent_sandbox._errors import SandboxError
-from agent_sandbox._host import UNPRIVILEGED_ID, probe_layout
-
-OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
+from agent_sandbox._plan.host import probe_layout
+from agent_sandbox._policy.identity import UNPRIVILEGED_ID
+from agent_sandbox._run.bwrap import find_bwrap
+from agent_sandbox._run.diagnose import FAIL, INFO, OK, WARN, Finding, userns_problems
 
 # Options the default policy uses, and the bwrap release that brought them.
 REQUIRED_OPTIONS = {
@@ -29,67 +28,6 @@ REQUIRED_OPTIONS = {
     "--unshare-cgroup": "0.1.8",
     "--size": "0.7.0",
 }
-APPARMOR_FIX = (
-    "Ubuntu restricts unprivileged user namespaces through AppArmor. Allow bwrap with a "
-    "profile: printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile bwrap /usr/bin/bwrap "
-    "flags=(unconfined) {\\n  userns,\\n}\\n' | sudo tee /etc/apparmor.d/bwrap && "
-    "sudo apparmor_parser -r /etc/apparmor.d/bwrap   (or, system-wide and weaker: "
-    "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0)"
-)
-
-
-class Finding(NamedTuple):
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path, encoding="ascii") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def userns_problems(root: str = "/") -> list[Finding]:
-    """Host settings that stop unprivileged user namespaces, each with its fix.
-
-    ``root`` lets tests point it at a simulated /proc/sys (e.g. Ubuntu's AppArmor switch).
-    """
-    found = []
-    sysctl = os.path.join(root, "proc/sys")
-    if _read_int(f"{sysctl}/kernel/unprivileged_userns_clone") == 0:
-        found.append(Finding(
-            "user namespaces", FAIL, "kernel.unprivileged_userns_clone is 0",
-            "sudo sysctl -w kernel.unprivileged_userns_clone=1 (persist it in /etc/sysctl.d/)",
-        ))
-    if _read_int(f"{sysctl}/user/max_user_namespaces") == 0:
-        found.append(Finding(
-            "user namespaces", FAIL, "user.max_user_namespaces is 0",
-            "sudo sysctl -w user.max_user_namespaces=15000 (persist it in /etc/sysctl.d/)",
-        ))
-    if _read_int(f"{sysctl}/kernel/apparmor_restrict_unprivileged_userns") == 1:
-        found.append(Finding(
-            "AppArmor", FAIL, "kernel.apparmor_restrict_unprivileged_userns is 1", APPARMOR_FIX
-        ))
-    return found
-
-
-def explain_start_failure(bwrap: str, status: int) -> tuple[str, str]:
-    """Message and fix for a bwrap that exited before starting the command."""
-    problems = userns_problems()
-    if problems:
-        first = problems[0]
-        return (f"the sandbox could not start: {first.detail}", first.fix)
-    return (
-        f"the sandbox could not start: {bwrap} exited with status {status} before running "
-        "the command (its message is above)",
-        "run `agent-sandbox --check` for a report of what this host can enforce",
-    )
-
-
 def _bwrap_findings() -> tuple[list[Finding], str | None]:
     try:
         bwrap = find_bwrap(os.environ)
@@ -150,9 +88,9 @@ def _live_namespace_test(bwrap: str) -> Finding:
 
 def _seccomp() -> list[Finding]:
     """libseccomp, and the default filter really built (or found in the cache)."""
-    from agent_sandbox._seccomp import default_rules
-    from agent_sandbox._seccomp_bpf import libseccomp_version
-    from agent_sandbox._seccomp_cache import cache_dir, seccomp_program
+    from agent_sandbox._seccomp.cache import cache_dir, seccomp_program
+    from agent_sandbox._seccomp.compile import libseccomp_version
+    from agent_sandbox._seccomp.rules import default_rules
 
     try:
         version = libseccomp_version()
@@ -169,9 +107,8 @@ def _seccomp() -> list[Finding]:
 
 
 def _cgroup() -> Finding:
-    """Which way --memory/--pids/--cpus take here (``_limits.cgroup_way``), or why none."""
-    from agent_sandbox._cgroup import FIX, NOT_UNIFIED, hierarchy, parse_mountinfo
-    from agent_sandbox._limits import cgroup_way
+    """Which way --memory/--pids/--cpus take here (``_run.cgroup.cgroup_way``), or why none."""
+    from agent_sandbox._run.cgroup import FIX, NOT_UNIFIED, cgroup_way, hierarchy, parse_mountinfo
 
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
@@ -192,8 +129,8 @@ def _cgroup() -> Finding:
 def root_caller(path: str) -> Finding:
     """What a root caller's command gets here: an unprivileged host uid with ``path`` (the
     project) idmapped to it, tried for real, or the refusal and its fix."""
-    from agent_sandbox._host import ROOT_COMMAND_UID
-    from agent_sandbox._idmap import check_command_uid, probe
+    from agent_sandbox._policy.identity import ROOT_COMMAND_UID
+    from agent_sandbox._run.idmap import check_command_uid, probe
 
     if os.getuid() != 0:
         return Finding("root caller", INFO, f"(you are not root) a root caller's command runs "

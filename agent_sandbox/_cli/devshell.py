@@ -15,8 +15,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
-from agent_sandbox._env import MARKER
 from agent_sandbox._errors import UsageError
+from agent_sandbox._policy.env import MARKER
 from agent_sandbox._say import say
 
 SWITCH = "AGENT_SANDBOX"
@@ -40,7 +40,7 @@ def confinement_wanted(environ: Mapping[str, str]) -> bool:
 
 
 def _subparser(prog: str) -> argparse.ArgumentParser:
-    from agent_sandbox._cli import _Parser
+    from agent_sandbox._cli.parser import _Parser
 
     p = _Parser(prog=f"agent-sandbox {prog}", allow_abbrev=False)
     p.add_argument("--agent", default="none", metavar="PRESET")
@@ -60,14 +60,14 @@ def agent_wrapper(argv: Sequence[str]) -> int:
             # The wrapper execs the agent directly inside a sandbox (the marker and the
             # sandbox's fingerprint); the marker alone, outside one, is not believed.
             say(f"warning: {MARKER} is set but this process is not confined: confining")
-        from agent_sandbox._cli import main
+        from agent_sandbox._cli.main import main
 
         return main(["--agent", args.agent, "--", *command])
     _bypass(args.agent, command)
 
 
 def _bypass(agent: str, command: Sequence[str]) -> NoReturn:
-    from agent_sandbox._netlog import DecisionLog
+    from agent_sandbox._net.log import DecisionLog
 
     say(f"WARNING: {SWITCH}=false: running {command[0]} UNCONFINED: it can read and change "
         "everything you can, and reach any host")
@@ -112,12 +112,12 @@ def shell_hook(argv: Sequence[str]) -> int:
 
 
 def _summary(agent: str) -> str:
-    from agent_sandbox._host import probe_layout
+    from agent_sandbox._plan.host import probe_layout
 
     layout = probe_layout().kind.value
     if agent == "none":
         return f"project read-write, no network; {layout} host"
-    from agent_sandbox._presets import load
+    from agent_sandbox._policy.presets import load
 
     hosts = len(load(agent).allow)
     return (f"preset {agent}: project read-write, network limited to its {hosts} hosts and "

@@ -21,9 +21,8 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
-from agent_sandbox._config import ENV_PREFIX, LIST_KEYS, Value
 from agent_sandbox._errors import UsageError
-from agent_sandbox._netpolicy import (
+from agent_sandbox._net.allow import (
     DEFAULT_PORTS,
     AllowEntry,
     address_refusal,
@@ -33,9 +32,10 @@ from agent_sandbox._netpolicy import (
     is_loopback_name,
     normalise_name,
 )
-from agent_sandbox._plan import PLACEHOLDER_SOURCES, PROC_MASKED, Op, Plan, Word, is_under
-from agent_sandbox._policy import NetMode, Policy
-from agent_sandbox._protect import Protection
+from agent_sandbox._plan.build import PLACEHOLDER_SOURCES, PROC_MASKED, Op, Plan, Word
+from agent_sandbox._plan.protect import Protection
+from agent_sandbox._policy.config import ENV_PREFIX, LIST_KEYS, Value
+from agent_sandbox._policy.values import NetMode, Policy, is_under
 
 READ_WRITE, READ_ONLY, HIDDEN, MASKED, REPLACED = (
     "read-write", "read-only", "hidden", "masked", "replaced")
@@ -285,7 +285,7 @@ def render_path(shown: str, answer: PathAnswer, o: Origins) -> list[str]:
 def split_target(raw: str) -> tuple[str, int | None]:
     """``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port or None), parsed as the proxy
     parses a CONNECT target; a UsageError if malformed or not a host name or address."""
-    from agent_sandbox._wire import split_host_port
+    from agent_sandbox._net.wire import split_host_port
 
     # Port 0 is refused by the parser, so a result with it as the default had a port.
     with_port = split_host_port(raw, 0)
@@ -396,7 +396,7 @@ def is_path(text: str) -> bool:
 def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, str, bool]:
     """(options, target, whether it is a path). The target comes first, or as --path/--host
     anywhere; the other options are the launch's."""
-    from agent_sandbox._cli import _parser
+    from agent_sandbox._cli.parser import _parser
 
     p = _parser()
     p.usage = "agent-sandbox explain PATH|HOST[:PORT] [OPTIONS] [-- COMMAND]"
@@ -427,10 +427,12 @@ HOST_FS = HostFs(os.path.lexists, _readlink)
 
 
 def explain(argv: Sequence[str]) -> int:
-    from agent_sandbox._cli import _preset_name, _settings, policy_from
-    from agent_sandbox._host import current_identity, probe_layout
-    from agent_sandbox._plan import build_plan
-    from agent_sandbox._request import current_dir, gather_host_view, locate_project
+    from agent_sandbox._cli.main import _preset_name, _settings, policy_from
+    from agent_sandbox._plan.build import build_plan
+    from agent_sandbox._plan.host import probe_layout
+    from agent_sandbox._plan.view import gather_host_view
+    from agent_sandbox._policy.identity import current_identity
+    from agent_sandbox._policy.request import current_dir, locate_project
 
     args, target, path_wanted = _parse(argv)
     command = list(args.command[1:] if args.command[:1] == ["--"] else args.command)

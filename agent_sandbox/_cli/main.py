@@ -10,132 +10,17 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from agent_sandbox import __version__
-from agent_sandbox._errors import EXIT_USAGE, SandboxError, UsageError
+from agent_sandbox._cli.parser import _parser
+from agent_sandbox._errors import SandboxError, UsageError
 from agent_sandbox._say import say
 
 if TYPE_CHECKING:
-    from agent_sandbox._host import Identity
-    from agent_sandbox._policy import Policy
-
-EPILOG = """\
-exit status:
-  the command's own; 128+N when it died of signal N
-  2    usage or configuration error (nothing was started)
-  124  --timeout stopped the command
-  125  the sandbox itself could not start, or a limit cannot be enforced (see --check)
-  126  COMMAND exists inside the sandbox but is not executable
-  127  COMMAND was not found inside the sandbox
-
-examples:
-  agent-sandbox -- bash              a confined shell in the current project
-  agent-sandbox claude               run an agent confined (network: see --net)
-  agent-sandbox --dry-run -- make    show exactly what would run
-  agent-sandbox --check              what this host can enforce
-  agent-sandbox explain ~/.ssh       what the sandbox shows at a path (or lets through to a host)
-  agent-sandbox --detach --name w claude
-                                     run in the background; agent-sandbox attach w
-  agent-sandbox ps                   running sandboxes; also: stop NAME, attach NAME,
-                                     log [-f] [--session NAME]
-"""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        say(f"error: {message}")
-        say("see agent-sandbox --help")
-        raise SystemExit(EXIT_USAGE)
-
-
-def _parser() -> _Parser:
-    p = _Parser(
-        prog="agent-sandbox",
-        usage="agent-sandbox [OPTIONS] [--] COMMAND [ARG...]",
-        description="Run COMMAND confined: own namespaces, read-only system, empty $HOME, "
-        "the project read-write, no network by default.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    p.add_argument("--project", metavar="DIR",
-                   help="writable project dir (default: git top-level of cwd, else cwd)")
-    p.add_argument("--net", choices=["none", "filtered", "host"], default=None,
-                   help="network: none (loopback only; the default without --allow), "
-                   "filtered (only --allow'ed hosts; the default with --allow), host (the "
-                   "host's network, with a warning)")
-    p.add_argument("--allow", action="append", default=[], metavar="HOST[:PORT]",
-                   help="with --net filtered: allow HOST (*.DOMAIN for subdomains) on ports "
-                   "443 and 80, or on PORT (repeatable)")
-    p.add_argument("--allow-private", action="append", default=[], metavar="HOST[:PORT]",
-                   help="like --allow, and accept private/loopback addresses for it")
-    p.add_argument("--resolve", action="append", default=[], metavar="NAME=ADDR",
-                   help="dial NAME at ADDR instead of looking it up (like curl --resolve)")
-    p.add_argument("--forward-host", action="append", default=[],
-                   metavar="PORT|HOST:PORT|unix:PATH=PORT",
-                   help="show a host service on the sandbox's 127.0.0.1 (repeatable)")
-    p.add_argument("--publish", action="append", default=[], metavar="PORT",
-                   help="show the sandbox's 127.0.0.1:PORT on the host's 127.0.0.1:PORT")
-    p.add_argument("--ro", action="append", default=[], metavar="PATH",
-                   help="also show PATH read-only (repeatable)")
-    p.add_argument("--rw", action="append", default=[], metavar="PATH",
-                   help="also show PATH read-write (repeatable)")
-    p.add_argument("--hide", action="append", default=[], metavar="PATH",
-                   help="hide PATH: it stays in place but cannot be read (repeatable)")
-    p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
-                   help="pass one variable in: its host value, or VALUE (repeatable)")
-    limits = p.add_argument_group("limits")
-    limits.add_argument("--memory", metavar="SIZE", help="memory cap, e.g. 4G (cgroup v2: a "
-                        "delegated cgroup or systemd-run --user; refused where unavailable)")
-    limits.add_argument("--pids", metavar="N", help="cap on processes and threads (cgroup v2)")
-    limits.add_argument("--cpus", metavar="N", help="CPU quota in CPUs, e.g. 1.5 (cgroup v2)")
-    limits.add_argument("--timeout", metavar="DURATION",
-                        help="stop the command after DURATION (90, 30m, 2h): exit status 124")
-    limits.add_argument("--home-size", metavar="SIZE", help="size cap of the tmpfs $HOME "
-                        "(default 512M)")
-    limits.add_argument("--nofile", metavar="N", help="open files cap (default 65536)")
-    limits.add_argument("--fsize", metavar="SIZE", help="largest file the command may write "
-                        "(default 16G); core dumps are always off")
-    limits.add_argument("--best-effort", action="store_true",
-                        help="run even if a cgroup limit cannot be enforced (warns)")
-    p.add_argument("--agent", metavar="NAME",
-                   help="use the NAME preset (claude, codex, gemini, aider, opencode) or "
-                   "none; default: the command's name if it is one")
-    p.add_argument("--share-agent-state", action="store_true",
-                   help="bind the agent's real state dirs read-write instead of its own "
-                   "home (warned: it could plant settings that run when used unconfined)")
-    p.add_argument("--git-token-file", metavar="FILE",
-                   help="let git push over HTTPS with the token in FILE (read-only inside; "
-                   "a fine-grained token of a machine user)")
-    p.add_argument("--gpu", action="store_true",
-                   help="give the command the GPU devices (/dev/dri, /dev/nvidia*)")
-    p.add_argument("--root-stays-root", action="store_true",
-                   help="called as root (not through sudo): let the command keep host uid 0 "
-                   "instead of running as an unprivileged uid with idmapped paths (weaker: "
-                   "root-only files it can see become readable; announced at every launch)")
-    p.add_argument("--allow-nested-userns", action="store_true",
-                   help="let the command create user namespaces (an agent's own inner "
-                   "sandbox); weaker: a nested namespace can undo read-only binds")
-    p.add_argument("--name", metavar="NAME",
-                   help="the session's name for ps, stop, log and attach (default: the "
-                   "preset's or command's name and a number)")
-    p.add_argument("--detach", action="store_true",
-                   help="run in the background on a terminal of its own; attach to it with "
-                   "agent-sandbox attach NAME (needs dtach)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan (bwrap options, environment) and exit")
-    p.add_argument("--check", action="store_true",
-                   help="report what this host can enforce; exit 0 only if the default "
-                   "policy can be enforced")
-    p.add_argument("--json", action="store_true", help="with --check: machine-readable output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no notices (warnings stay)")
-    p.add_argument("-v", "--verbose", action="store_true", help="say what is being set up")
-    p.add_argument("--version", action="version", version=f"agent-sandbox {__version__}")
-    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    return p
-
-
+    from agent_sandbox._policy.identity import Identity
+    from agent_sandbox._policy.limits import CgroupWay
+    from agent_sandbox._policy.values import Policy
 
 FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
              "hide", "env", "allow_nested_userns", "gpu", "best_effort", "memory", "pids",
@@ -144,7 +29,7 @@ FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publis
 
 
 def _preset_name(args: argparse.Namespace, command: Sequence[str]) -> str:
-    from agent_sandbox import _presets
+    from agent_sandbox._policy import presets as _presets
 
     if args.agent is not None:
         if args.agent != "none" and args.agent not in _presets.names():
@@ -156,11 +41,11 @@ def _preset_name(args: argparse.Namespace, command: Sequence[str]) -> str:
 
 def _settings(args: argparse.Namespace, project: str, agent: str) -> dict[str, Any]:
     """The agent preset, config files, AGENT_SANDBOX_* variables and the flags, merged."""
-    from agent_sandbox._config import Value, effective
+    from agent_sandbox._policy.config import Value, effective
 
     preset = {}
     if agent:
-        from agent_sandbox._presets import load
+        from agent_sandbox._policy.presets import load
 
         p = load(agent)
         preset = {"allow": Value(p.allow, f"preset:{agent}"),
@@ -176,7 +61,7 @@ def policy_from(args: argparse.Namespace, s: Mapping[str, Any], *, command: Sequ
                 limits: bool = True) -> Policy:
     """The policy from merged settings ``s``; without ``limits`` (``explain``: they decide
     no path or host, and resolving them looks for a cgroup, which could refuse)."""
-    from agent_sandbox._request import build_policy
+    from agent_sandbox._policy.request import build_policy
 
     return build_policy(command=command, project=project, net=s.get("net"),
                         ro=s.get("ro", ()), rw=s.get("rw", ()), hide=s.get("hide", ()),
@@ -190,13 +75,21 @@ def policy_from(args: argparse.Namespace, s: Mapping[str, Any], *, command: Sequ
                         home_size=s.get("home_size"), agent=agent,
                         git_token_file=s.get("git_token_file"),
                         share_agent_state=args.share_agent_state,
-                        root_stays_root=s.get("root_stays_root", False))
+                        root_stays_root=s.get("root_stays_root", False),
+                        cgroup_way=_cgroup_way)
+
+
+def _cgroup_way(environ: Mapping[str, str]) -> CgroupWay:
+    """The runner's probe, imported only when a cgroup limit is asked for."""
+    from agent_sandbox._run import cgroup
+
+    return cgroup.cgroup_way(environ)
 
 
 def _show_config(argv: Sequence[str]) -> int:
     """``agent-sandbox config [OPTIONS]``: the effective settings and where each came from."""
-    from agent_sandbox._host import current_identity
-    from agent_sandbox._request import locate_project
+    from agent_sandbox._policy.identity import current_identity
+    from agent_sandbox._policy.request import locate_project
 
     args = _parser().parse_args(argv)
     project = locate_project(args.project, current_identity())
@@ -212,15 +105,15 @@ def _show_config(argv: Sequence[str]) -> int:
 # Subcommands, imported only when used. A command with one of these names runs as
 # ``agent-sandbox -- NAME``.
 SUBCOMMANDS = {
-    "config": ("agent_sandbox._cli", "_show_config"),
-    "explain": ("agent_sandbox._explain", "explain"),
-    "ps": ("agent_sandbox._sessioncli", "ps"),
-    "stop": ("agent_sandbox._sessioncli", "stop"),
-    "log": ("agent_sandbox._sessioncli", "log"),
-    "attach": ("agent_sandbox._sessioncli", "attach"),
-    "shell-hook": ("agent_sandbox._devshell", "shell_hook"),
-    "agent-wrapper": ("agent_sandbox._devshell", "agent_wrapper"),
-    "completion": ("agent_sandbox._docgen", "completion_main"),
+    "config": ("agent_sandbox._cli.main", "_show_config"),
+    "explain": ("agent_sandbox._cli.explain", "explain"),
+    "ps": ("agent_sandbox._cli.sessions", "ps"),
+    "stop": ("agent_sandbox._cli.sessions", "stop"),
+    "log": ("agent_sandbox._cli.sessions", "log"),
+    "attach": ("agent_sandbox._cli.sessions", "attach"),
+    "shell-hook": ("agent_sandbox._cli.devshell", "shell_hook"),
+    "agent-wrapper": ("agent_sandbox._cli.devshell", "agent_wrapper"),
+    "completion": ("agent_sandbox._cli.completion", "completion_main"),
 }
 
 
@@ -242,14 +135,14 @@ def _who(identity: Identity, policy: Policy, sudo_user: str) -> str:
         return ""
     if policy.root_stays_root:
         return "as host root (--root-stays-root)"
-    from agent_sandbox._host import ROOT_COMMAND_UID
+    from agent_sandbox._policy.identity import ROOT_COMMAND_UID
 
     return f"as host uid {ROOT_COMMAND_UID} (called as root; writable paths idmapped)"
 
 
 def _run(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from agent_sandbox._caller import drop_sudo
+    from agent_sandbox._run.caller import drop_sudo
 
     sudo_user = drop_sudo(os.environ)
     if argv[:1] and argv[0] in SUBCOMMANDS:
@@ -260,13 +153,13 @@ def _run(argv: Sequence[str] | None) -> int:
         return front(argv[1:])
     args = _parser().parse_args(argv)
     if args.name is not None:
-        from agent_sandbox._sessions import check_name
+        from agent_sandbox._run.sessions import check_name
 
         check_name(args.name)
     if args.json and not args.check:
         raise UsageError("--json goes with --check")
     if args.check:
-        from agent_sandbox._check import report
+        from agent_sandbox._cli.check import report
 
         return report(args.json)
     command = list(args.command)
@@ -275,9 +168,11 @@ def _run(argv: Sequence[str] | None) -> int:
 
     if not command or not command[0]:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
-    from agent_sandbox._host import current_identity, probe_layout
-    from agent_sandbox._plan import build_plan
-    from agent_sandbox._request import check_command, gather_host_view, locate_project
+    from agent_sandbox._plan.build import build_plan
+    from agent_sandbox._plan.host import probe_layout
+    from agent_sandbox._plan.view import check_command, gather_host_view
+    from agent_sandbox._policy.identity import current_identity
+    from agent_sandbox._policy.request import locate_project
 
     identity = current_identity()
     project = locate_project(args.project, identity)
@@ -290,7 +185,7 @@ def _run(argv: Sequence[str] | None) -> int:
     plan = build_plan(policy, view)
 
     if args.dry_run:
-        from agent_sandbox._bwrap import find_bwrap
+        from agent_sandbox._run.bwrap import find_bwrap
 
         try:
             where = find_bwrap(os.environ)
@@ -306,8 +201,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return 0
 
     check_command(plan, view)
-    from agent_sandbox._bwrap import find_bwrap
-    from agent_sandbox._launch import run
+    from agent_sandbox._run.bwrap import find_bwrap
+    from agent_sandbox._run.launch import run
 
     bwrap = find_bwrap(os.environ)
     if policy.net.value == "host":
@@ -315,7 +210,7 @@ def _run(argv: Sequence[str] | None) -> int:
             "loopback and every abstract UNIX socket (X11, D-Bus, IDE helpers) is reachable "
             "from inside")
     if agent and not policy.allow_nested_userns and not args.quiet:
-        from agent_sandbox._presets import load
+        from agent_sandbox._policy.presets import load
 
         note = load(agent).inner_sandbox
         if note and "danger-full-access" not in command:
@@ -339,8 +234,8 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.verbose:
         say(f"layout {view.layout.kind.value}, bwrap {bwrap}")
     if args.detach:
-        from agent_sandbox._sessioncli import detach, free_name
-        from agent_sandbox._sessions import default_base
+        from agent_sandbox._cli.sessions import detach, free_name
+        from agent_sandbox._run.sessions import default_base
 
         name = args.name or free_name(os.environ, default_base(agent, command))
         return detach(_relaunch(argv, args.command, name), name)

@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn, TextIO
 
 from agent_sandbox._errors import SandboxUnavailable, UsageError
-from agent_sandbox._say import say
-from agent_sandbox._sessions import (
+from agent_sandbox._run.sessions import (
     Session,
     alive,
     check_name,
@@ -30,6 +29,7 @@ from agent_sandbox._sessions import (
     sessions_dir,
     socket_path,
 )
+from agent_sandbox._say import say
 
 STOP_WAIT = 10.0  # seconds: the launcher's own grace (5 s) before it kills, and then some
 START_WAIT = 10.0
@@ -37,7 +37,7 @@ _SOCKET_MAX = 107  # bytes in sun_path
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    from agent_sandbox._cli import _Parser
+    from agent_sandbox._cli.parser import _Parser
 
     return _Parser(prog=f"agent-sandbox {prog}", description=description, allow_abbrev=False)
 
@@ -145,7 +145,7 @@ def log(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     if args.session is not None:
         check_name(args.session, "--session")
-    from agent_sandbox._netlog import log_path
+    from agent_sandbox._net.log import log_path
 
     path = log_path()
     show: Callable[[Mapping[str, Any]], str] = json.dumps if args.json else describe
@@ -181,7 +181,7 @@ def _open_log(path: str) -> TextIO | None:
 
 
 def _dtach() -> str:
-    from agent_sandbox._bwrap import trusted_tool
+    from agent_sandbox._run.bwrap import trusted_tool
 
     found = trusted_tool("dtach", os.environ)
     if found is None:
@@ -232,7 +232,7 @@ def detach(launcher: Sequence[str], name: str) -> int:
 
 def _ended(name: str, since: float) -> int | None:
     """The exit status ``name``'s launch logged since ``since``, if it has ended already."""
-    from agent_sandbox._netlog import log_path
+    from agent_sandbox._net.log import log_path
 
     stream = _open_log(log_path())
     if stream is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from agent_sandbox._netpolicy import AllowEntry, Forward
+    from agent_sandbox._net.allow import AllowEntry, Forward
 
 PROXY_ADDRESS = ("127.0.0.1", 3128)
 DNS_ADDRESS = ("127.0.0.53", 53)

@@ -27,7 +27,17 @@ from functools import partial
 from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._loop import (
+from agent_sandbox._net.allow import (
+    AllowEntry,
+    Forward,
+    address_refusal,
+    allow_hint,
+    decide,
+    match,
+    normalise_name,
+)
+from agent_sandbox._net.log import DecisionLog
+from agent_sandbox._net.loop import (
     READ,
     InThread,
     Loop,
@@ -39,19 +49,9 @@ from agent_sandbox._loop import (
     recv,
     send_all,
 )
-from agent_sandbox._netlog import DecisionLog
-from agent_sandbox._netplan import static_addresses
-from agent_sandbox._netpolicy import (
-    AllowEntry,
-    Forward,
-    address_refusal,
-    allow_hint,
-    decide,
-    match,
-    normalise_name,
-)
-from agent_sandbox._relay import relay
-from agent_sandbox._wire import MAX_HEAD, NeedMore, request_head, sni, split_host_port
+from agent_sandbox._net.plan import static_addresses
+from agent_sandbox._net.relay import relay
+from agent_sandbox._net.wire import MAX_HEAD, NeedMore, request_head, sni, split_host_port
 
 _DYNAMIC_SLOTS = 256 * 256 - 2  # 127.2.0.1 .. 127.2.255.254
 HEAD_TIMEOUT = 10.0  # seconds to send a request head or ClientHello (slowloris)
@@ -383,7 +383,7 @@ def _serve_dns(sock: socket.socket, lookup: Callable[[str], str | None]) -> Task
         except OSError:
             continue  # nothing after all, or an error the kernel queued: not fatal
         if from_dnslib is None:
-            from agent_sandbox._dns import DnsResponder
+            from agent_sandbox._net.dns import DnsResponder
 
             from_dnslib = DnsResponder(lookup)
         reply = from_dnslib.answer(data)

@@ -13,7 +13,7 @@ import fcntl
 import os
 import socket
 
-from agent_sandbox._loop import READ, WRITE, Both, Ready, Task, send_all
+from agent_sandbox._net.loop import READ, WRITE, Both, Ready, Task, send_all
 
 _PIPE_SIZE = 256 * 1024  # per direction; the kernel keeps the default if over the user's cap
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK

@@ -12,10 +12,10 @@ import socket
 from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._netlog import DecisionLog
-from agent_sandbox._netns import SocketSpec, namespace_sockets
-from agent_sandbox._netplan import DNS_ADDRESS, PROXY_ADDRESS, NetPlan, transparent_ports
-from agent_sandbox._proxy import Listeners, Network, serving
+from agent_sandbox._net.log import DecisionLog
+from agent_sandbox._net.netns import SocketSpec, namespace_sockets
+from agent_sandbox._net.plan import DNS_ADDRESS, PROXY_ADDRESS, NetPlan, transparent_ports
+from agent_sandbox._net.proxy import Listeners, Network, serving
 
 
 def _raise_fd_limit() -> None:

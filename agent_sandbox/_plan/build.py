@@ -11,14 +11,16 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from agent_sandbox._env import build_env, sanitise_path
 from agent_sandbox._errors import UsageError
-from agent_sandbox._host import ROOT_COMMAND_UID, HostLayout, Identity
-from agent_sandbox._limits import systemd_scope_argv
-from agent_sandbox._netplan import PROXY_VARIABLES, NetPlan, proxy_environment
-from agent_sandbox._policy import Mount, MountMode, NetMode, Policy
-from agent_sandbox._protect import PROTECTED, Protection, created_parents
-from agent_sandbox._seccomp import Rule, default_rules
+from agent_sandbox._net.plan import PROXY_VARIABLES, NetPlan, proxy_environment
+from agent_sandbox._plan.host import HostLayout
+from agent_sandbox._plan.protect import Protection, created_parents
+from agent_sandbox._policy.env import build_env, sanitise_path
+from agent_sandbox._policy.identity import ROOT_COMMAND_UID, Identity
+from agent_sandbox._policy.limits import systemd_scope_argv
+from agent_sandbox._policy.protected import PROTECTED
+from agent_sandbox._policy.values import Mount, MountMode, NetMode, Policy, is_under
+from agent_sandbox._seccomp.rules import Rule, default_rules
 
 SANDBOX_HOSTNAME = "agent-sandbox"
 
@@ -129,7 +131,7 @@ class Plan(NamedTuple):
         points hold what the sandbox shows, so host tools reading them meanwhile (git reads
         .git/commondir, editors read .vscode/settings.json) see a valid file, not an empty
         one."""
-        from agent_sandbox._workdir import PLACEHOLDER_SOURCES as CONTENTS
+        from agent_sandbox._plan.protect import PLACEHOLDER_SOURCES as CONTENTS
 
         return tuple((p.path, CONTENTS[p.kind][1] or b"") for p in self.protections
                      if p.mode == "placeholder" and p.kind != "dir")
@@ -215,10 +217,6 @@ def _quote(word: Word) -> str:
     import shlex
 
     return repr(word) if isinstance(word, Placeholder) else shlex.quote(word)
-
-
-def is_under(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def visible_inside(policy: Policy, layout: HostLayout, path: str) -> bool:

@@ -15,15 +15,6 @@ from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
 
-# Inside uid/gid for a root caller: the command never runs as uid 0 inside.
-UNPRIVILEGED_ID = 65534
-# ... nor as host uid 0: a root caller's command runs as this host uid (and gid), with the
-# paths it writes idmapped to it (``_idmap``), unless --root-stays-root. Outside every range
-# that system users, useradd (1000-60000), systemd's dynamic users and homed (60001-65519),
-# nobody (65534), subordinate ids (useradd: 100000-600100000) and systemd-nspawn's
-# containers (up to 1879048191) take, and below 2^31 for tools that keep ids signed.
-ROOT_COMMAND_UID = 2_000_000_000
-
 _MAX_SYMLINK_HOPS = 40
 
 # Top-level FHS entries that hold programs and libraries; each is a directory or a symlink
@@ -68,23 +59,6 @@ class HostLayout(NamedTuple):
         return any(_is_under(path, d) for d in self.ro_dirs) or any(
             path == s.path or _is_under(path, s.path) for s in self.symlinks
         )
-
-
-class Identity(NamedTuple):
-    """The caller, and who the command is inside."""
-
-    uid: int
-    gid: int
-    user: str
-    home: str
-
-    @property
-    def inside_uid(self) -> int:
-        return UNPRIVILEGED_ID if self.uid == 0 else self.uid
-
-    @property
-    def inside_gid(self) -> int:
-        return UNPRIVILEGED_ID if self.uid == 0 else self.gid
 
 
 class LayoutError(SandboxUnavailable):
@@ -241,23 +215,3 @@ def _ssh_host_keys(root: str) -> tuple[str, ...]:
         and n.endswith("_key")
         and os.path.isfile(posixpath.join(root, "etc/ssh", n))
     )
-
-
-def current_identity(environ: dict[str, str] | None = None) -> Identity:
-    """The calling user; ``$HOME`` wins over the password database, as shells do."""
-    env = os.environ if environ is None else environ
-    uid, gid = os.getuid(), os.getgid()
-    home = env.get("HOME", "")
-    user = env.get("USER", "")
-    if not home.startswith("/") or not user:
-        import pwd
-
-        try:
-            entry = pwd.getpwuid(uid)
-        except KeyError:
-            entry = None
-        if not home.startswith("/"):
-            home = entry.pw_dir if entry else "/"
-        if not user:
-            user = entry.pw_name if entry else str(uid)
-    return Identity(uid=uid, gid=gid, user=user, home=posixpath.normpath(home))

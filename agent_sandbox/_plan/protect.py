@@ -29,13 +29,8 @@ import stat
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-# Relative to the project (and to each nested repository's work tree).
-PROTECTED = (
-    ".gitmodules", ".pre-commit-config.yaml", ".envrc", "flake.nix", "flake.lock",
-    "shell.nix", "default.nix", ".vscode", ".idea", ".zed", ".cursor", ".mcp.json",
-    ".claude/settings.json", ".claude/settings.local.json", ".claude/commands", ".codex",
-    ".husky", ".githooks", ".agent-sandbox.toml",
-)
+from agent_sandbox._policy.protected import PROTECTED
+
 # Relative to a git directory (the common one, for worktrees).
 GIT_PROTECTED = ("hooks", "config", "info")
 # Missing names that get a placeholder, so they cannot be created: the ones a host tool runs
@@ -335,3 +330,9 @@ def created_parents(placeholder: str, project: str) -> list[str]:
             break
         missing.append(parent)
     return missing
+
+
+# The read-only sources bound over missing protected paths, by kind: a name in the work
+# dir base, and the content (None: an empty directory).
+PLACEHOLDER_SOURCES = {"dir": (".empty", None), "file": (".empty-file", b""),
+                       "json": (".empty.json", b"{}\n"), "commondir": (".git-commondir", b".\n")}

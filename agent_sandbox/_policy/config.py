@@ -81,7 +81,8 @@ def _as_text(value: Any, where: str, key: str) -> str:
 
 def _check_item(key: str, text: str, where: str) -> None:
     """Validate one value with the flag's own parser, so the error names the file."""
-    from agent_sandbox import _limits, _netpolicy
+    from agent_sandbox._net import allow as _netpolicy
+    from agent_sandbox._policy import limits as _limits
 
     checks: dict[str, Any] = {
         "allow": _netpolicy.parse_allow, "allow_private": _netpolicy.parse_allow,
@@ -104,7 +105,7 @@ def _check_item(key: str, text: str, where: str) -> None:
         raise UsageError(f"{where}: protect: {text!r}: a path relative to the project "
                          "(or to each repository in it), without '..'")
     if key == "unprotect":
-        from agent_sandbox._protect import PROTECTED
+        from agent_sandbox._policy.protected import PROTECTED
 
         if text not in PROTECTED:
             raise UsageError(f"{where}: unprotect: {text!r} is not a protected name; "
@@ -211,8 +212,13 @@ def _stricter_net(new: str, old: str) -> bool:
 
 def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
     """The project layer: tighten only, checked against what the layers below said."""
-    from agent_sandbox._limits import DEFAULT_FSIZE, DEFAULT_NOFILE, parse_duration, parse_size
-    from agent_sandbox._policy import DEFAULT_HOME_SIZE
+    from agent_sandbox._policy.limits import (
+        DEFAULT_FSIZE,
+        DEFAULT_NOFILE,
+        parse_duration,
+        parse_size,
+    )
+    from agent_sandbox._policy.values import DEFAULT_HOME_SIZE
 
     # Limits that are never unlimited: the project compares with the built-in value too.
     built_in = {"nofile": DEFAULT_NOFILE, "fsize": DEFAULT_FSIZE, "home_size": DEFAULT_HOME_SIZE}

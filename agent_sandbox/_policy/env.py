@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from agent_sandbox._errors import UsageError
-from agent_sandbox._host import Identity
-from agent_sandbox._policy import EnvRequest
+from agent_sandbox._policy.identity import Identity
+from agent_sandbox._policy.values import EnvRequest
 
 MARKER = "AGENT_SANDBOX_ACTIVE"
 

@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import resource
-from collections.abc import Mapping
 from typing import NamedTuple
 
 from agent_sandbox._errors import UsageError
@@ -98,39 +96,6 @@ class CgroupWay(NamedTuple):
     parent: str = ""  # a delegated cgroup directory; the launcher makes the cgroup in it
     systemd_run: str = ""  # systemd-run, making a scope
     why_not: str = ""  # neither works, and why
-
-
-def cgroup_way(environ: Mapping[str, str]) -> CgroupWay:
-    """Prefer a delegated cgroup (no D-Bus round trip, works without systemd) to a systemd
-    scope. Reads /proc, the cgroup tree and the runtime dir; writes nothing."""
-    from agent_sandbox._cgroup import NOT_UNIFIED, PARENT_VARIABLE, find_parent
-
-    found = find_parent(environ)
-    if not found.why_not:
-        return CgroupWay(parent=found.path)
-    if found.why_not == NOT_UNIFIED or environ.get(PARENT_VARIABLE):
-        # systemd needs cgroup v2 just as much; and a directory you named must be the one
-        # used, not silently replaced by another way.
-        return CgroupWay(why_not=found.why_not)
-    systemd_run, why_not = _systemd_scope(environ)
-    if why_not is None:
-        return CgroupWay(systemd_run=systemd_run)
-    return CgroupWay(why_not=f"no delegated cgroup ({found.why_not}) and no systemd scope "
-                     f"({why_not})")
-
-
-def _systemd_scope(environ: Mapping[str, str]) -> tuple[str, str | None]:
-    """(systemd-run's path, None) on a cgroup v2 host with a systemd user manager, else
-    ("", why not)."""
-    runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
-    if not os.path.exists(os.path.join(runtime, "systemd", "private")) and not \
-            os.path.exists(os.path.join(runtime, "bus")):
-        return "", "no systemd user manager (systemd-run --user) for this user"
-    for directory in ("/usr/bin", "/bin", "/run/current-system/sw/bin"):
-        path = os.path.join(directory, "systemd-run")
-        if os.access(path, os.X_OK):
-            return path, None
-    return "", "systemd-run is not installed"
 
 
 def apply_rlimits(limits: Limits) -> None:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from agent_sandbox._errors import UsageError
 
-PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
+PRESET_DIR = os.path.join(os.path.dirname(__file__), "preset_data")
 
 
 class Preset(NamedTuple):

@@ -4,35 +4,23 @@
 from __future__ import annotations
 
 import os
-import posixpath
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from agent_sandbox._env import check_request
 from agent_sandbox._errors import (
-    CommandNotExecutable,
-    CommandNotFound,
     SandboxUnavailable,
     UsageError,
 )
-from agent_sandbox._host import HostLayout, Identity
-from agent_sandbox._limits import (
+from agent_sandbox._policy.env import check_request
+from agent_sandbox._policy.identity import Identity
+from agent_sandbox._policy.limits import (
+    CgroupWay,
     Limits,
-    cgroup_way,
     parse_duration,
     parse_positive,
     parse_size,
 )
-from agent_sandbox._plan import (
-    PROC_MASKED,
-    PROC_READ_ONLY,
-    HostView,
-    Plan,
-    is_under,
-    visible_inside,
-)
-from agent_sandbox._policy import (
+from agent_sandbox._policy.values import (
     DEFAULT_HOME_SIZE,
     EnvRequest,
     Mount,
@@ -40,8 +28,8 @@ from agent_sandbox._policy import (
     NetMode,
     Policy,
     is_env_name,
+    is_under,
 )
-from agent_sandbox._protect import scan
 from agent_sandbox._say import say
 
 # Never a project: they would expose the system, every home, or the shared temp dirs.
@@ -160,7 +148,11 @@ def build_policy(
     share_agent_state: bool = False,
     git_token_file: str | None = None,
     root_stays_root: bool = False,
+    cgroup_way: Callable[[Mapping[str, str]], CgroupWay] | None = None,
 ) -> Policy:
+    """The validated policy. ``cgroup_way`` is the runner's probe of how memory/pids/CPU
+    limits can be enforced here, asked only when such a limit is (the policy records its
+    answer, or refuses)."""
     if not command or not command[0]:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
     net_mode = _net_mode(net, bool(allow or allow_private))
@@ -179,7 +171,8 @@ def build_policy(
         env=tuple(_env_request(e) for e in env),
         allow_nested_userns=allow_nested_userns,
         **network,
-        **_limits(limits or {}, best_effort, os.environ if environ is None else environ),
+        **_limits(limits or {}, best_effort, os.environ if environ is None else environ,
+                  cgroup_way),
         gpu=gpu,
         home_size=parse_size(home_size, "--home-size") if home_size else DEFAULT_HOME_SIZE,
         git_token_file=_token_file(git_token_file, cwd) if git_token_file else "",
@@ -205,7 +198,7 @@ def _agent_state(agent: str, share: bool, identity: Identity,
         if share:
             raise UsageError("--share-agent-state needs an agent preset (--agent NAME)")
         return {}
-    from agent_sandbox._presets import agent_home, load
+    from agent_sandbox._policy.presets import agent_home, load
 
     if share:
         paths = [os.path.join(identity.home, rel) for rel in load(agent).state]
@@ -213,8 +206,8 @@ def _agent_state(agent: str, share: bool, identity: Identity,
     return {"agent": agent, "agent_home": agent_home(agent, environ)}
 
 
-def _limits(raw: Mapping[str, str | None], best_effort: bool,
-            environ: Mapping[str, str]) -> dict[str, Any]:
+def _limits(raw: Mapping[str, str | None], best_effort: bool, environ: Mapping[str, str],
+            cgroup_way: Callable[[Mapping[str, str]], CgroupWay] | None) -> dict[str, Any]:
     """Parse the limit flags; find how to enforce memory/pids/CPU or refuse (fail closed)."""
     values: dict[str, Any] = {"best_effort": best_effort}
     parsers: dict[str, Callable[[str], float]] = {
@@ -231,7 +224,7 @@ def _limits(raw: Mapping[str, str | None], best_effort: bool,
     limits = Limits(**values)
     if not limits.cgroup:
         return {"limits": limits}
-    way = cgroup_way(environ)
+    way = cgroup_way(environ) if cgroup_way else CgroupWay(why_not="no way was probed")
     if way.parent:
         return {"limits": limits, "cgroup_parent": way.parent}
     if way.systemd_run:
@@ -272,7 +265,7 @@ def _network(mode: NetMode, allow: Sequence[str], allow_private: Sequence[str],
                          "with --net host the host's loopback is shared already")
     if not (allow or allow_private or resolve or forward_host or publish):
         return {}  # the common --net none launch: no ipaddress import
-    from agent_sandbox._netpolicy import parse_allow, parse_forward, parse_publish, parse_resolve
+    from agent_sandbox._net.allow import parse_allow, parse_forward, parse_publish, parse_resolve
 
     entries = [parse_allow(a) for a in allow]
     entries += [parse_allow(a, private=True, origin="--allow-private") for a in allow_private]
@@ -291,123 +284,3 @@ def _network(mode: NetMode, allow: Sequence[str], allow_private: Sequence[str],
         "forwards": tuple(forwards),
         "publish": tuple(ports),
     }
-
-
-def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[str, str],
-                     project: str, protect: Sequence[str] = (),
-                     unprotect: Sequence[str] = ()) -> HostView:
-    path_entries = []
-    for entry in environ.get("PATH", "").split(":"):
-        resolved = os.path.realpath(entry) if entry.startswith("/") else entry
-        path_entries.append((entry, resolved))
-    xdg = environ.get("XDG_CONFIG_HOME", "")
-    config_home = xdg if xdg.startswith("/") else posixpath.join(identity.home, ".config")
-    git_configs = []
-    for inside in (posixpath.join(identity.home, ".gitconfig"),
-                   posixpath.join(config_home, "git", "config")):
-        real = os.path.realpath(inside)
-        if os.path.isfile(real):
-            git_configs.append((inside, real))
-    return HostView(identity=identity, layout=layout, environ=tuple(sorted(environ.items())),
-                    path_entries=tuple(path_entries), git_configs=tuple(git_configs),
-                    signal_reset_env=_signal_reset_env(layout),
-                    start_shell="/bin/sh" if layout.is_visible("/bin/sh")
-                    and os.access("/bin/sh", os.X_OK) else "",
-                    protections=scan(project, protect, unprotect),
-                    gpu_devices=_gpu_devices(), proc_entries=_proc_entries())
-
-
-def _proc_entries() -> tuple[tuple[str, bool], ...]:
-    found = []
-    for path in (*PROC_READ_ONLY, *PROC_MASKED):
-        try:
-            found.append((path, stat.S_ISDIR(os.lstat(path).st_mode)))
-        except OSError:
-            continue
-    return tuple(found)
-
-
-def _gpu_devices() -> tuple[str, ...]:
-    try:
-        names = sorted(n for n in os.listdir("/dev") if n.startswith("nvidia"))
-    except OSError:
-        names = []
-    found = [f"/dev/{n}" for n in names]
-    if os.path.isdir("/dev/dri"):
-        found.append("/dev/dri")
-    return tuple(found)
-
-
-def _signal_reset_env(layout: HostLayout) -> str:
-    """The first system ``env`` that knows ``--default-signal`` (GNU coreutils >= 8.31).
-
-    Detected by the option's name in the binary (env is ~50 KB): no process is spawned on
-    the launch path. Without one, ^C in a non-raw terminal ends the whole sandbox.
-    """
-    for candidate in ("/usr/bin/env", "/bin/env", "/run/current-system/sw/bin/env"):
-        if not layout.is_visible(candidate):
-            continue
-        try:
-            with open(os.path.realpath(candidate), "rb") as f:
-                if b"default-signal" in f.read(4 * 1024 * 1024):
-                    return candidate
-        except OSError:
-            continue
-    return ""
-
-
-def _interpreter(path: str) -> str | None:
-    """The absolute interpreter of a ``#!`` script (not ``/usr/bin/env``-style lookups)."""
-    try:
-        with open(path, "rb") as f:
-            first = f.readline(256)
-    except OSError:
-        return None
-    if not first.startswith(b"#!"):
-        return None
-    words = first[2:].decode(errors="replace").split()
-    return words[0] if words and words[0].startswith("/") else None
-
-
-def check_command(plan: Plan, view: HostView) -> None:
-    """Refuse, before starting anything, a COMMAND that does not exist inside (127) or
-    cannot be executed there (126); say where it is if the host has it elsewhere."""
-    policy = plan.policy
-    name = policy.command[0]
-    env = dict(plan.env)
-
-    def visible(path: str) -> bool:
-        return visible_inside(policy, view.layout, path) and visible_inside(
-            policy, view.layout, os.path.realpath(path))
-
-    if "/" in name:
-        candidates = [posixpath.normpath(posixpath.join(policy.cwd, name))]
-    else:
-        candidates = [posixpath.join(d, name) for d in env.get("PATH", "").split(":") if d]
-    for candidate in candidates:
-        if not (os.path.exists(candidate) and visible(candidate)):
-            continue
-        if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
-            raise CommandNotExecutable(f"{name}: {candidate} is not executable")
-        interpreter = _interpreter(candidate)
-        if interpreter and not (os.path.exists(interpreter) and visible(interpreter)):
-            # Name what is hidden: the path as written, else where its symlinks lead.
-            hidden = interpreter if not visible_inside(policy, view.layout, interpreter) \
-                else os.path.realpath(interpreter)
-            raise CommandNotFound(
-                f"{name}: its interpreter {interpreter} is not visible inside the sandbox",
-                fix=f"add --ro {os.path.dirname(hidden)} (read-only), or install it where "
-                    "the sandbox sees it (/usr, the Nix store, the project)")
-        return
-    host_hit = None
-    if "/" not in name:
-        for d in dict(view.environ).get("PATH", "").split(":"):
-            if d.startswith("/") and os.access(posixpath.join(d, name), os.X_OK):
-                host_hit = posixpath.join(d, name)
-                break
-    elif os.path.exists(candidates[0]):
-        host_hit = candidates[0]
-    fix = (f"it is at {host_hit} on the host, which the sandbox does not show; "
-           f"add --ro {posixpath.dirname(os.path.realpath(host_hit))} (read-only) to use it"
-           if host_hit else None)
-    raise CommandNotFound(f"{name}: command not found inside the sandbox", fix=fix)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, NamedTuple
 
-from agent_sandbox._limits import Limits
+from agent_sandbox._policy.limits import Limits
 
 if TYPE_CHECKING:
-    from agent_sandbox._netpolicy import AllowEntry, Forward
+    from agent_sandbox._net.allow import AllowEntry, Forward
 
 # An empty tmpfs $HOME; agents fill it with caches, so leave room, but cap it (disk-fill DoS).
 DEFAULT_HOME_SIZE = 512 * 1024 * 1024
@@ -92,3 +92,7 @@ class Policy(NamedTuple):
     shared_state: tuple[str, ...] = ()
     # A root caller's command keeps host uid 0 (no idmapped mounts); announced every launch.
     root_stays_root: bool = False
+
+
+def is_under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")

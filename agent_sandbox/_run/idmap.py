@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from agent_sandbox._errors import NoUserNamespace, SandboxUnavailable
-from agent_sandbox._host import ROOT_COMMAND_UID
+from agent_sandbox._policy.identity import ROOT_COMMAND_UID
 
 STAGE = "/tmp"  # covered by a tmpfs in the private mount namespace, holding /tmp/N
 

@@ -29,17 +29,9 @@ from agent_sandbox._errors import (
     SandboxError,
     SandboxUnavailable,
 )
-from agent_sandbox._janitor import (
-    Made,
-    make_dirs,
-    make_files,
-    placeholders_removed,
-    remove_placeholders,
-)
-from agent_sandbox._limits import EXIT_TIMEOUT, apply_rlimits
-from agent_sandbox._netlog import DecisionLog, state_dir
-from agent_sandbox._netplan import hosts_file, resolv_conf
-from agent_sandbox._plan import (
+from agent_sandbox._net.log import DecisionLog, state_dir
+from agent_sandbox._net.plan import hosts_file, resolv_conf
+from agent_sandbox._plan.build import (
     BLOCK_FD,
     GIT_EXCLUDES_FD,
     HOSTS_FD,
@@ -52,14 +44,22 @@ from agent_sandbox._plan import (
     Plan,
     git_excludes,
 )
-from agent_sandbox._protect import new_repository_risks
+from agent_sandbox._plan.protect import new_repository_risks
+from agent_sandbox._policy.limits import EXIT_TIMEOUT, apply_rlimits
+from agent_sandbox._run.janitor import (
+    Made,
+    make_dirs,
+    make_files,
+    placeholders_removed,
+    remove_placeholders,
+)
+from agent_sandbox._run.sessions import Session, default_base, registered
+from agent_sandbox._run.workdir import placeholder_sources, work_dir
 from agent_sandbox._say import say
-from agent_sandbox._seccomp_cache import seccomp_program
-from agent_sandbox._sessions import Session, default_base, registered
-from agent_sandbox._workdir import placeholder_sources, work_dir
+from agent_sandbox._seccomp.cache import seccomp_program
 
 if TYPE_CHECKING:
-    from agent_sandbox._idmap import Staged
+    from agent_sandbox._run.idmap import Staged
 
 GRACE_SECONDS = 5.0
 _SI_KERNEL = 0x80  # si_code of a signal the kernel raised (e.g. the terminal's ^C)
@@ -109,7 +109,7 @@ def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int
     # A prefix (systemd-run for a limited cgroup scope) execs bwrap in turn, same pid.
     argv = [*prefix, bwrap, *args]
     if staged is not None:
-        from agent_sandbox._idmap import Spawn, spawn_as_command_uid
+        from agent_sandbox._run.idmap import Spawn, spawn_as_command_uid
 
         return spawn_as_command_uid(Spawn(argv, env, moves, keep_fds, close, default_signals),
                                     staged)
@@ -210,7 +210,7 @@ def _started(started_fd: int) -> bool:
 
 
 def _failed_to_start(bwrap: str, status: int) -> SandboxUnavailable:
-    from agent_sandbox._check import explain_start_failure
+    from agent_sandbox._run.diagnose import explain_start_failure
 
     return SandboxUnavailable(*explain_start_failure(bwrap, status))
 
@@ -254,7 +254,7 @@ def _session(plan: Plan, name: str | None) -> Iterator[tuple[Session, DecisionLo
 
 
 def _check_command_uid(plan: Plan, root_fix: str) -> None:
-    from agent_sandbox._idmap import check_command_uid
+    from agent_sandbox._run.idmap import check_command_uid
 
     try:
         check_command_uid()
@@ -308,7 +308,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         launch_id = f"{os.getpid()}-{tmp[-12:]}"
         cgroup = None
         if plan.policy.cgroup_parent:
-            from agent_sandbox._cgroup import add_process, sandbox_cgroup
+            from agent_sandbox._run.cgroup import add_process, sandbox_cgroup
 
             cgroup = stack.enter_context(sandbox_cgroup(plan.policy.limits, os.environ,
                                                         launch_id))
@@ -338,13 +338,13 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         staged = None
         renamed: dict[str, str] = {}
         if plan.command_uid is not None:
-            from agent_sandbox._idmap import stage_map
+            from agent_sandbox._run.idmap import stage_map
 
             staged, renamed = stage_map([values[w] if isinstance(w, Placeholder) else w
                                          for w in plan.staged_sources])
         args = [*own_options, *plan.bwrap_args(values, renamed)]
         if plan.policy.agent_home:
-            from agent_sandbox._presets import load, prepare_home
+            from agent_sandbox._policy.presets import load, prepare_home
 
             prepare_home(load(plan.policy.agent), plan.policy.agent_home,
                          dict(plan.env)["HOME"])
@@ -368,7 +368,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                                                  made, pid))
         if plan.net is not None:
             # Import the network modules (a few ms) while bwrap sets the sandbox up.
-            from agent_sandbox._network import network
+            from agent_sandbox._net.up import network
         init_pid = _read_child_pid(status_read)
         if init_pid is None:
             _, wait_status = os.waitpid(pid, 0)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable, UsageError
-from agent_sandbox._netlog import state_dir
+from agent_sandbox._net.log import state_dir
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"

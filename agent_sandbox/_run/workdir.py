@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
+from agent_sandbox._plan.protect import PLACEHOLDER_SOURCES
 from agent_sandbox._say import say
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -230,10 +231,6 @@ def _reap_unrenamed_lock(base_fd: int, name: str) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=base_fd)
             os.close(lock_fd)
-
-
-PLACEHOLDER_SOURCES = {"dir": (".empty", None), "file": (".empty-file", b""),
-                       "json": (".empty.json", b"{}\n"), "commondir": (".git-commondir", b".\n")}
 
 
 def placeholder_sources() -> dict[str, str]:

@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from agent_sandbox._seccomp import Rule, spec_digest
+from agent_sandbox._seccomp.rules import Rule, spec_digest
 
 _LIB_DIRS = ("/usr/lib/{triplet}", "/lib/{triplet}", "/usr/lib64", "/lib64", "/usr/lib", "/lib")
 _TRIPLETS = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
@@ -90,7 +90,7 @@ def seccomp_program(rules: tuple[Rule, ...]) -> Iterator[int]:
     path = os.path.join(cache_dir(), cache_key(rules) + ".bpf")
     fd = _open_trusted(path)
     if fd is None:
-        from agent_sandbox._seccomp_bpf import compile_bpf  # loads libseccomp
+        from agent_sandbox._seccomp.compile import compile_bpf  # loads libseccomp
 
         program = compile_bpf(rules)
         with contextlib.suppress(OSError):

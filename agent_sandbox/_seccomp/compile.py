@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._seccomp import MAY_BE_MISSING, Rule
+from agent_sandbox._seccomp.rules import MAY_BE_MISSING, Rule
 
 log = logging.getLogger("agent_sandbox.seccomp")
 

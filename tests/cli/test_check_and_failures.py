@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox._limits import cgroup_way
+from agent_sandbox._run.cgroup import cgroup_way
 from tests.conftest import CLI, Env, run_cli
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox import _docgen, _presets
+from agent_sandbox._cli import completion, docmodel
+from agent_sandbox._policy import presets as _presets
 from tests.conftest import Env, run_cli
 
 PRESETS = [*_presets.names(), "none"]
@@ -28,7 +29,7 @@ CASES = [
 def _script(shell: str, project: Path, env: Env) -> str:
     done = run_cli(["completion", shell], cwd=project, env=env.vars)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == _docgen.completion(shell)
+    assert done.stdout == completion.completion(shell)
     return done.stdout
 
 
@@ -150,9 +151,9 @@ def test_unknown_shell_is_a_usage_error(project: Path, env: Env) -> None:
     assert "invalid choice: 'tcsh'" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("sub", [s for s in _docgen.subcommands() if s.options],
+@pytest.mark.parametrize("sub", [s for s in docmodel.subcommands() if s.options],
                          ids=lambda s: s.name)
-def test_described_options_are_the_subcommands_own(sub: _docgen.Subcommand, project: Path,
+def test_described_options_are_the_subcommands_own(sub: docmodel.Subcommand, project: Path,
                                                    env: Env) -> None:
     """The subcommands build their parsers where they run: their --help is the reference."""
     done = run_cli([sub.name, "--help"], cwd=project, env=env.vars)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from agent_sandbox._host import ROOT_COMMAND_UID
+from agent_sandbox._policy.identity import ROOT_COMMAND_UID
 from tests.conftest import CLI, IS_ROOT, Env, run_cli
 
 pytestmark = pytest.mark.integration

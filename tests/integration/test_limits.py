@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox._cgroup import NOT_UNIFIED, PARENT_VARIABLE
-from agent_sandbox._limits import cgroup_way
+from agent_sandbox._run.cgroup import NOT_UNIFIED, PARENT_VARIABLE, cgroup_way
 from tests.conftest import Env, run_cli, sandbox_sh
 
 pytestmark = pytest.mark.integration
@@ -75,7 +74,9 @@ def test_a_named_cgroup_parent_that_does_not_work_refuses(project: Path, env: En
 # The launcher's part, on any host: a stand-in cgroup records when the sandbox is moved in.
 _RECORDING_CGROUP = r"""
 import contextlib, os, sys
-from agent_sandbox import _cgroup, _cli, _limits
+from agent_sandbox._run import cgroup as _cgroup
+from agent_sandbox._cli import main as _cli
+from agent_sandbox._policy import limits as _limits
 
 log = open(sys.argv[1], "a", buffering=1)
 
@@ -91,7 +92,7 @@ def add_process(cgroup, pid):
     log.write(f"moved children={children} ran={os.path.exists('ran')}\n")
 
 _cgroup.sandbox_cgroup, _cgroup.add_process = sandbox_cgroup, add_process
-_limits.cgroup_way = lambda environ: _limits.CgroupWay(parent="/stand-in")
+_cgroup.cgroup_way = lambda environ: _limits.CgroupWay(parent="/stand-in")
 sys.exit(_cli.main(sys.argv[2:]))
 """
 

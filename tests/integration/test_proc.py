@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox._plan import PROC_MASKED, Op
+from agent_sandbox._plan.build import PROC_MASKED, Op
 from tests.conftest import IS_ROOT, Env, sandbox_sh
 from tests.plans import plan_for, run_plan
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox._plan import Op
+from agent_sandbox._plan.build import Op
 from tests.conftest import SECRET, Env, launched, sandbox_sh
 from tests.plans import plan_for, run_plan
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox._host import ROOT_COMMAND_UID
-from agent_sandbox._seccomp import default_rules
+from agent_sandbox._policy.identity import ROOT_COMMAND_UID
+from agent_sandbox._seccomp.rules import default_rules
 from tests.conftest import CLI, IS_ROOT, SECRET, Env, launched, run_cli, sandbox_sh
 from tests.plans import plan_for, run_plan
 

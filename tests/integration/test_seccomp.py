@@ -16,8 +16,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from agent_sandbox._bwrap import find_bwrap
-from agent_sandbox._plan import WORKDIR, Placeholder, Section
+from agent_sandbox._plan.build import WORKDIR, Placeholder, Section
+from agent_sandbox._run.bwrap import find_bwrap
 from tests.conftest import CLI, IS_ROOT, Env, run_cli, sandbox_sh
 from tests.integration.syscall_probe import CASES
 from tests.plans import drop, plan_for, run_plan
@@ -311,8 +311,8 @@ def test_a_filter_the_kernel_rejects_stops_the_launch(project: Path, env: Env,
                                                       tmp_path: Path) -> None:
     # A cached program that passes the ownership checks but is not valid BPF (one
     # instruction with an unknown opcode): bwrap cannot load it, and nothing runs.
-    from agent_sandbox._seccomp import default_rules
-    from agent_sandbox._seccomp_cache import cache_key
+    from agent_sandbox._seccomp.cache import cache_key
+    from agent_sandbox._seccomp.rules import default_rules
 
     cache = tmp_path / "cache"
     rules = default_rules(no_setid_files=IS_ROOT)  # the launch's own rules

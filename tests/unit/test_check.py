@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent_sandbox._check import FAIL, explain_start_failure, userns_problems
+from agent_sandbox._run.diagnose import FAIL, explain_start_failure, userns_problems
 
 
 def _sysctl(root: Path, name: str, value: str) -> None:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_sandbox._config import effective, read_file
 from agent_sandbox._errors import UsageError
+from agent_sandbox._policy.config import effective, read_file
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from dnslib import OPCODE, QTYPE, RCODE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
-from agent_sandbox._dns import TTL, DnsResponder
-from agent_sandbox._netplan import resolv_conf
+from agent_sandbox._net.dns import TTL, DnsResponder
+from agent_sandbox._net.plan import resolv_conf
 
 ALLOWED = {"api.example.com": "10.0.0.7"}
 Ask = Callable[[bytes], DNSRecord]

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox import _cli, _config, _docgen, _presets
+from agent_sandbox._cli import docgen as _docgen
+from agent_sandbox._cli import docmodel, manpage, reference
+from agent_sandbox._cli import main as _cli
+from agent_sandbox._policy import config as _config
+from agent_sandbox._policy import presets as _presets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,26 +35,26 @@ def test_the_script_checks_staleness_too() -> None:
 
 
 def test_every_subcommand_the_cli_dispatches_is_described() -> None:
-    assert [s.name for s in _docgen.subcommands()] == list(_cli.SUBCOMMANDS)
+    assert [s.name for s in docmodel.subcommands()] == list(_cli.SUBCOMMANDS)
 
 
 def test_every_option_of_the_parser_is_rendered() -> None:
     flags = {f for action in _cli._parser()._actions for f in action.option_strings}
-    assert {f for o in _docgen.options() for f in o.flags} == flags
-    page = _docgen.man_page()
+    assert {f for o in docmodel.options() for f in o.flags} == flags
+    page = manpage.man_page()
     for flag in flags:
         assert f"\\fB{flag.replace('-', chr(92) + '-')}\\fR" in page, flag
 
 
 def test_closed_value_sets_come_from_the_definitions() -> None:
-    by_flag = {o.flags[-1]: o for o in _docgen.options()}
+    by_flag = {o.flags[-1]: o for o in docmodel.options()}
     assert by_flag["--net"].values == ("none", "filtered", "host")
     assert by_flag["--agent"].values == (*_presets.names(), "none")
     assert by_flag["--project"].complete == "dir"
 
 
 def test_config_reference_has_every_key_and_variable() -> None:
-    text = _docgen.config_reference()
+    text = reference.config_reference()
     for key in (*_config.KEYS, *_config.PROJECT_KEYS):
         assert f"| `{key}` |" in text, key
     for key in _config.KEYS:
@@ -63,17 +67,18 @@ def test_config_reference_has_every_key_and_variable() -> None:
 def test_man_page_renders_without_warnings() -> None:
     if shutil.which("groff") is None:
         pytest.skip("groff is not installed (apt-get install groff-base)")
-    done = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z"], input=_docgen.man_page(),
+    done = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z"], input=manpage.man_page(),
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stderr == ""
 
 
 def test_docgen_stays_off_the_launch_path() -> None:
     """Only the completion subcommand imports it (a lazy import in _cli)."""
-    tree = ast.parse((ROOT / "agent_sandbox" / "_cli.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "agent_sandbox" / "_cli" / "main.py").read_text(encoding="utf-8"))
     top_level = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
     assert not any("_docgen" in ast.dump(n) for n in top_level)
-    code = "import sys, agent_sandbox._cli; print('agent_sandbox._docgen' in sys.modules)"
+    code = ("import sys, agent_sandbox._cli.main; print(any(m in sys.modules for m in "
+            "('agent_sandbox._cli.docgen', 'agent_sandbox._cli.docmodel')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=ROOT)
     assert done.stdout.strip() == "False"

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_sandbox._config import Value
-from agent_sandbox._errors import UsageError
-from agent_sandbox._explain import (
+from agent_sandbox._cli.explain import (
     HIDDEN,
     MASKED,
     READ_ONLY,
@@ -25,11 +23,14 @@ from agent_sandbox._explain import (
     resolve_inside,
     split_target,
 )
-from agent_sandbox._host import HostLayout, Identity, LayoutKind, Symlink
-from agent_sandbox._netpolicy import parse_allow, parse_forward
-from agent_sandbox._plan import HostView, Plan, build_plan
-from agent_sandbox._policy import Mount, MountMode, NetMode, Policy
-from agent_sandbox._protect import Protection
+from agent_sandbox._errors import UsageError
+from agent_sandbox._net.allow import parse_allow, parse_forward
+from agent_sandbox._plan.build import HostView, Plan, build_plan
+from agent_sandbox._plan.host import HostLayout, LayoutKind, Symlink
+from agent_sandbox._plan.protect import Protection
+from agent_sandbox._policy.config import Value
+from agent_sandbox._policy.identity import Identity
+from agent_sandbox._policy.values import Mount, MountMode, NetMode, Policy
 
 USER = Identity(uid=1000, gid=1000, user="alice", home="/home/alice")
 PROJECT = "/home/alice/src/app"

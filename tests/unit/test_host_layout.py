@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox._host import LayoutError, LayoutKind, Symlink, probe_layout, resolve_in_root
+from agent_sandbox._plan.host import LayoutError, LayoutKind, Symlink, probe_layout, resolve_in_root
 
 
 def _tree(root: Path, dirs: list[str], links: dict[str, str], files: dict[str, str]) -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._host import ROOT_COMMAND_UID
-from agent_sandbox._idmap import Staged, check_command_uid, stage_map
+from agent_sandbox._policy.identity import ROOT_COMMAND_UID
+from agent_sandbox._run.idmap import Staged, check_command_uid, stage_map
 
 
 def test_stage_map_clones_each_tree_once_and_renames_every_source() -> None:

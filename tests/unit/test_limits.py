@@ -9,8 +9,17 @@ from typing import Any
 
 import pytest
 
-from agent_sandbox import _cgroup, _limits
-from agent_sandbox._cgroup import (
+from agent_sandbox._errors import SandboxUnavailable, UsageError
+from agent_sandbox._policy.limits import (
+    CgroupWay,
+    Limits,
+    parse_duration,
+    parse_positive,
+    parse_size,
+    systemd_scope_argv,
+)
+from agent_sandbox._run import cgroup as _cgroup
+from agent_sandbox._run.cgroup import (
     CONTROLLERS,
     NOT_UNIFIED,
     Mount,
@@ -19,6 +28,7 @@ from agent_sandbox._cgroup import (
     Setting,
     add_process,
     cgroup_dir,
+    cgroup_way,
     decide,
     find_parent,
     hierarchy,
@@ -27,16 +37,6 @@ from agent_sandbox._cgroup import (
     parse_mountinfo,
     sandbox_cgroup,
     settings,
-)
-from agent_sandbox._errors import SandboxUnavailable, UsageError
-from agent_sandbox._limits import (
-    CgroupWay,
-    Limits,
-    cgroup_way,
-    parse_duration,
-    parse_positive,
-    parse_size,
-    systemd_scope_argv,
 )
 
 
@@ -341,5 +341,5 @@ def test_the_delegated_cgroup_comes_first_then_systemd(
         monkeypatch: pytest.MonkeyPatch, parent: Parent, environ: dict[str, str],
         systemd: tuple[str, str | None], way: CgroupWay) -> None:
     monkeypatch.setattr(_cgroup, "find_parent", lambda _environ: parent)
-    monkeypatch.setattr(_limits, "_systemd_scope", lambda _environ: systemd)
+    monkeypatch.setattr(_cgroup, "_systemd_scope", lambda _environ: systemd)
     assert cgroup_way(environ) == way

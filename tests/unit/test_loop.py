@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from agent_sandbox._loop import MAX_THREADS, InThread, Loop, Task
+from agent_sandbox._net.loop import MAX_THREADS, InThread, Loop, Task
 
 
 def test_many_blocking_calls_share_a_few_threads() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent_sandbox._errors import EXIT_USAGE, UsageError
-from agent_sandbox._netpolicy import (
+from agent_sandbox._net.allow import (
     DEFAULT_PORTS,
     AllowEntry,
     Forward,

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from agent_sandbox._errors import UsageError
-from agent_sandbox._host import HostLayout, Identity, LayoutKind, Symlink
-from agent_sandbox._plan import SECCOMP_FD, WORKDIR, HostView, Placeholder, build_plan
-from agent_sandbox._policy import EnvRequest, Mount, MountMode, NetMode, Policy
+from agent_sandbox._plan.build import SECCOMP_FD, WORKDIR, HostView, Placeholder, build_plan
+from agent_sandbox._plan.host import HostLayout, LayoutKind, Symlink
+from agent_sandbox._policy.identity import Identity
+from agent_sandbox._policy.values import EnvRequest, Mount, MountMode, NetMode, Policy
 
 GOLDEN = Path(__file__).parent / "golden"
 VALUES = {WORKDIR: "/w", SECCOMP_FD: "9"}
@@ -184,7 +185,7 @@ def test_gpu_binds_the_host_devices_as_devices() -> None:
 
 
 def test_cgroup_limits_run_bwrap_in_a_systemd_scope() -> None:
-    from agent_sandbox._limits import Limits
+    from agent_sandbox._policy.limits import Limits
 
     policy = _policy(limits=Limits(memory=1024**3), systemd_run="/usr/bin/systemd-run")
     plan = build_plan(policy, _view())
@@ -197,8 +198,8 @@ def test_cgroup_limits_run_bwrap_in_a_systemd_scope() -> None:
 def test_golden_plan_per_preset(name: str) -> None:
     """Each preset's plan, as the CLI builds it: its hosts (filtered network), variables
     and its own home at $HOME."""
-    from agent_sandbox._netpolicy import parse_allow
-    from agent_sandbox._presets import load
+    from agent_sandbox._net.allow import parse_allow
+    from agent_sandbox._policy.presets import load
 
     preset = load(name)
     policy = _policy(
@@ -215,7 +216,7 @@ def test_golden_plan_per_preset(name: str) -> None:
 
 
 def test_a_root_callers_plan_runs_bwrap_as_the_command_uid_with_staged_sources() -> None:
-    from agent_sandbox._host import ROOT_COMMAND_UID
+    from agent_sandbox._policy.identity import ROOT_COMMAND_UID
 
     root = Identity(uid=0, gid=0, user="root", home="/root")
     policy = _policy(project="/root/src/p", cwd="/root/src/p")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent_sandbox._env import is_forbidden
-from agent_sandbox._netpolicy import parse_allow
-from agent_sandbox._presets import detect, load, names
-from agent_sandbox._protect import PROTECTED
+from agent_sandbox._net.allow import parse_allow
+from agent_sandbox._policy.env import is_forbidden
+from agent_sandbox._policy.presets import detect, load, names
+from agent_sandbox._policy.protected import PROTECTED
 
 
 def test_the_five_presets_exist() -> None:

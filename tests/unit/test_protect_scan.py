@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from agent_sandbox._protect import created_parents, scan
+from agent_sandbox._plan.protect import created_parents, scan
 
 
 def _modes(project: Path) -> dict[str, tuple[str, str]]:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from dnslib import RCODE, DNSRecord
 
-from agent_sandbox._netlog import DecisionLog
-from agent_sandbox._netpolicy import parse_allow
-from agent_sandbox._proxy import Listeners, Network, serving
+from agent_sandbox._net.allow import parse_allow
+from agent_sandbox._net.log import DecisionLog
+from agent_sandbox._net.proxy import Listeners, Network, serving
 
 
 class Resolver:
@@ -55,7 +55,7 @@ def echo() -> Iterator[int]:
 def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
           echo: int) -> Iterator[tuple[int, Resolver, Network]]:
     resolver = Resolver()
-    monkeypatch.setattr("agent_sandbox._proxy.resolve", resolver.resolve)
+    monkeypatch.setattr("agent_sandbox._net.proxy.resolve", resolver.resolve)
     entries = (parse_allow(f"allowed.test:{echo}"),
                parse_allow(f"private.test:{echo}", private=True))
     log = DecisionLog("test", str(tmp_path / "log.jsonl"))
@@ -152,7 +152,7 @@ def test_a_tunnel_that_never_speaks_is_closed(proxy: tuple[int, Resolver, Networ
                                               echo: int,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     port, resolver, _ = proxy
-    monkeypatch.setattr("agent_sandbox._proxy.HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr("agent_sandbox._net.proxy.HEAD_TIMEOUT", 0.5)
     resolver.answers["private.test"] = "127.0.0.1"
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(f"CONNECT private.test:{echo} HTTP/1.1\r\n\r\n".encode())
@@ -194,7 +194,7 @@ def test_a_tunnel_moves_every_byte_both_ways_and_passes_half_closes_on(
     upstream = server.getsockname()[1]
     resolver = Resolver()
     resolver.answers["private.test"] = "127.0.0.1"
-    monkeypatch.setattr("agent_sandbox._proxy.resolve", resolver.resolve)
+    monkeypatch.setattr("agent_sandbox._net.proxy.resolve", resolver.resolve)
     log = DecisionLog("test", str(tmp_path / "log.jsonl"))
     net = Network((parse_allow(f"private.test:{upstream}", private=True),), (), log)
     listener = socket.create_server(("127.0.0.1", 0))

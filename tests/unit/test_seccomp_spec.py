@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._seccomp import MAY_BE_MISSING, Rule, default_rules
-from agent_sandbox._seccomp_bpf import compile_bpf, compile_pfc, libseccomp_version
-from agent_sandbox._seccomp_cache import cache_dir, cache_key, seccomp_program
+from agent_sandbox._seccomp.cache import cache_dir, cache_key, seccomp_program
+from agent_sandbox._seccomp.compile import compile_bpf, compile_pfc, libseccomp_version
+from agent_sandbox._seccomp.rules import MAY_BE_MISSING, Rule, default_rules
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -175,8 +175,8 @@ def test_an_unwritable_cache_costs_speed_not_confinement(
 def test_a_warm_launch_never_loads_libseccomp(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from agent_sandbox._seccomp import default_rules\n"
-        "from agent_sandbox._seccomp_cache import seccomp_program\n"
+        "from agent_sandbox._seccomp.rules import default_rules\n"
+        "from agent_sandbox._seccomp.cache import seccomp_program\n"
         "with seccomp_program(default_rules()): pass\n"
         "print('pyseccomp' in sys.modules)\n"
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox._sessioncli import _ended, describe
-from agent_sandbox._sessions import Session, alive, default_base
+from agent_sandbox._cli.sessions import _ended, describe
+from agent_sandbox._run.sessions import Session, alive, default_base
 
 
 def test_records_from_other_versions_or_half_written_are_not_sessions() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._workdir import reap_stale, remove_tree, work_dir
+from agent_sandbox._run.workdir import reap_stale, remove_tree, work_dir
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_mount_points_are_never_entered(tmp_path: Path) -> None:
     (w / "file").write_text("x")
     script = (
         "import os, sys\n"
-        "from agent_sandbox._workdir import UnsafeTree, remove_tree\n"
+        "from agent_sandbox._run.workdir import UnsafeTree, remove_tree\n"
         "os.system(f'mount -t tmpfs none {sys.argv[1]}/w/mnt')\n"
         "open(f'{sys.argv[1]}/w/mnt/on-other-fs', 'w').write('x')\n"
         "fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)\n"

@@ -1,0 +1,141 @@
+"""What the plan needs to know about the host (``HostView``), gathered once per launch, and
+the check that the command exists inside. Reads the filesystem, never writes."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from collections.abc import Mapping, Sequence
+
+from agent_sandbox._errors import CommandNotExecutable, CommandNotFound
+from agent_sandbox._plan.build import (
+    PROC_MASKED,
+    PROC_READ_ONLY,
+    HostView,
+    Plan,
+    visible_inside,
+)
+from agent_sandbox._plan.host import HostLayout
+from agent_sandbox._plan.protect import scan
+from agent_sandbox._policy.identity import Identity
+
+
+def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[str, str],
+                     project: str, protect: Sequence[str] = (),
+                     unprotect: Sequence[str] = ()) -> HostView:
+    path_entries = []
+    for entry in environ.get("PATH", "").split(":"):
+        resolved = os.path.realpath(entry) if entry.startswith("/") else entry
+        path_entries.append((entry, resolved))
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    config_home = xdg if xdg.startswith("/") else posixpath.join(identity.home, ".config")
+    git_configs = []
+    for inside in (posixpath.join(identity.home, ".gitconfig"),
+                   posixpath.join(config_home, "git", "config")):
+        real = os.path.realpath(inside)
+        if os.path.isfile(real):
+            git_configs.append((inside, real))
+    return HostView(identity=identity, layout=layout, environ=tuple(sorted(environ.items())),
+                    path_entries=tuple(path_entries), git_configs=tuple(git_configs),
+                    signal_reset_env=_signal_reset_env(layout),
+                    start_shell="/bin/sh" if layout.is_visible("/bin/sh")
+                    and os.access("/bin/sh", os.X_OK) else "",
+                    protections=scan(project, protect, unprotect),
+                    gpu_devices=_gpu_devices(), proc_entries=_proc_entries())
+
+
+def _proc_entries() -> tuple[tuple[str, bool], ...]:
+    found = []
+    for path in (*PROC_READ_ONLY, *PROC_MASKED):
+        try:
+            found.append((path, stat.S_ISDIR(os.lstat(path).st_mode)))
+        except OSError:
+            continue
+    return tuple(found)
+
+
+def _gpu_devices() -> tuple[str, ...]:
+    try:
+        names = sorted(n for n in os.listdir("/dev") if n.startswith("nvidia"))
+    except OSError:
+        names = []
+    found = [f"/dev/{n}" for n in names]
+    if os.path.isdir("/dev/dri"):
+        found.append("/dev/dri")
+    return tuple(found)
+
+
+def _signal_reset_env(layout: HostLayout) -> str:
+    """The first system ``env`` that knows ``--default-signal`` (GNU coreutils >= 8.31).
+
+    Detected by the option's name in the binary (env is ~50 KB): no process is spawned on
+    the launch path. Without one, ^C in a non-raw terminal ends the whole sandbox.
+    """
+    for candidate in ("/usr/bin/env", "/bin/env", "/run/current-system/sw/bin/env"):
+        if not layout.is_visible(candidate):
+            continue
+        try:
+            with open(os.path.realpath(candidate), "rb") as f:
+                if b"default-signal" in f.read(4 * 1024 * 1024):
+                    return candidate
+        except OSError:
+            continue
+    return ""
+
+
+def _interpreter(path: str) -> str | None:
+    """The absolute interpreter of a ``#!`` script (not ``/usr/bin/env``-style lookups)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode(errors="replace").split()
+    return words[0] if words and words[0].startswith("/") else None
+
+
+def check_command(plan: Plan, view: HostView) -> None:
+    """Refuse, before starting anything, a COMMAND that does not exist inside (127) or
+    cannot be executed there (126); say where it is if the host has it elsewhere."""
+    policy = plan.policy
+    name = policy.command[0]
+    env = dict(plan.env)
+
+    def visible(path: str) -> bool:
+        return visible_inside(policy, view.layout, path) and visible_inside(
+            policy, view.layout, os.path.realpath(path))
+
+    if "/" in name:
+        candidates = [posixpath.normpath(posixpath.join(policy.cwd, name))]
+    else:
+        candidates = [posixpath.join(d, name) for d in env.get("PATH", "").split(":") if d]
+    for candidate in candidates:
+        if not (os.path.exists(candidate) and visible(candidate)):
+            continue
+        if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
+            raise CommandNotExecutable(f"{name}: {candidate} is not executable")
+        interpreter = _interpreter(candidate)
+        if interpreter and not (os.path.exists(interpreter) and visible(interpreter)):
+            # Name what is hidden: the path as written, else where its symlinks lead.
+            hidden = interpreter if not visible_inside(policy, view.layout, interpreter) \
+                else os.path.realpath(interpreter)
+            raise CommandNotFound(
+                f"{name}: its interpreter {interpreter} is not visible inside the sandbox",
+                fix=f"add --ro {os.path.dirname(hidden)} (read-only), or install it where "
+                    "the sandbox sees it (/usr, the Nix store, the project)")
+        return
+    host_hit = None
+    if "/" not in name:
+        for d in dict(view.environ).get("PATH", "").split(":"):
+            if d.startswith("/") and os.access(posixpath.join(d, name), os.X_OK):
+                host_hit = posixpath.join(d, name)
+                break
+    elif os.path.exists(candidates[0]):
+        host_hit = candidates[0]
+    fix = (f"it is at {host_hit} on the host, which the sandbox does not show; "
+           f"add --ro {posixpath.dirname(os.path.realpath(host_hit))} (read-only) to use it"
+           if host_hit else None)
+    raise CommandNotFound(f"{name}: command not found inside the sandbox", fix=fix)
