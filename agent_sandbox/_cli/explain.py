@@ -2,7 +2,7 @@
 options would make of one path or one host, and which rule decides it.
 
 The answer is read off the real plan (the same flags, config layers and preset as a launch) and
-the real network decision (``_netpolicy.decide``), never from a second copy of their rules.
+the real network decision (``_net.allow.decide``), never from a second copy of their rules.
 Paths: bwrap mounts in order, and a later mount hides whatever an earlier one put at or under
 its place, so the last mount at or above a path is what the command sees there. Symlinks are
 followed the way the kernel inside would: a link seen through a bind from the host is the
@@ -22,16 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from agent_sandbox._errors import UsageError
-from agent_sandbox._net.allow import (
-    DEFAULT_PORTS,
-    AllowEntry,
-    address_refusal,
-    allow_hint,
-    decide,
-    is_ip_literal,
-    is_loopback_name,
-    normalise_name,
-)
+from agent_sandbox._net.address import address_refusal
+from agent_sandbox._net.allow import DEFAULT_PORTS, AllowEntry, allow_hint, decide
+from agent_sandbox._net.names import is_ip_literal, is_loopback_name, normalise_name
 from agent_sandbox._plan.build import PLACEHOLDER_SOURCES, PROC_MASKED, Op, Plan, Word
 from agent_sandbox._plan.protect import Protection
 from agent_sandbox._policy.config import ENV_PREFIX, LIST_KEYS, Value
@@ -357,7 +350,7 @@ def _candidate_ports(entries: Sequence[AllowEntry]) -> tuple[int, ...]:
 def judge_host(policy: Policy, settings: Mapping[str, Value], host: str,
                port: int | None) -> list[str]:
     """Whether the filtered network lets ``host`` (on ``port``, or on which ports) through,
-    by the real decision (``_netpolicy.decide``), and which allow entry and layer say so."""
+    by the real decision (``_net.allow.decide``), and which allow entry and layer say so."""
     shown = host if port is None else f"{host}:{port}"
     net = f"  network: {policy.net.value}    layer: {_net_layer(policy, settings)}"
     if policy.net is NetMode.HOST:

@@ -1,6 +1,6 @@
 """The filtered network, served from outside the sandbox on sockets that live inside it.
 
-Three ways in, one policy (``_netpolicy.decide``):
+Three ways in, one policy (``_net.allow.decide``):
 
 - the HTTP proxy (CONNECT and absolute-URI requests) that the proxy variables point at;
 - transparent listeners on :443 and :80 of every loopback address: allowed names resolve
@@ -27,15 +27,8 @@ from functools import partial
 from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._net.allow import (
-    AllowEntry,
-    Forward,
-    address_refusal,
-    allow_hint,
-    decide,
-    match,
-    normalise_name,
-)
+from agent_sandbox._net.address import address_refusal
+from agent_sandbox._net.allow import AllowEntry, Forward, allow_hint, decide, match
 from agent_sandbox._net.log import DecisionLog
 from agent_sandbox._net.loop import (
     READ,
@@ -49,6 +42,7 @@ from agent_sandbox._net.loop import (
     recv,
     send_all,
 )
+from agent_sandbox._net.names import normalise_name
 from agent_sandbox._net.plan import static_addresses
 from agent_sandbox._net.relay import relay
 from agent_sandbox._net.wire import MAX_HEAD, NeedMore, request_head, sni, split_host_port

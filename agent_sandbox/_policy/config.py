@@ -81,13 +81,13 @@ def _as_text(value: Any, where: str, key: str) -> str:
 
 def _check_item(key: str, text: str, where: str) -> None:
     """Validate one value with the flag's own parser, so the error names the file."""
-    from agent_sandbox._net import allow as _netpolicy
+    from agent_sandbox._net import allow as _allow
     from agent_sandbox._policy import limits as _limits
 
     checks: dict[str, Any] = {
-        "allow": _netpolicy.parse_allow, "allow_private": _netpolicy.parse_allow,
-        "drop_allow": _netpolicy.parse_allow, "resolve": _netpolicy.parse_resolve,
-        "forward_host": _netpolicy.parse_forward, "publish": _netpolicy.parse_publish,
+        "allow": _allow.parse_allow, "allow_private": _allow.parse_allow,
+        "drop_allow": _allow.parse_allow, "resolve": _allow.parse_resolve,
+        "forward_host": _allow.parse_forward, "publish": _allow.parse_publish,
         "memory": lambda v: _limits.parse_size(v, key),
         "fsize": lambda v: _limits.parse_size(v, key),
         "home_size": lambda v: _limits.parse_size(v, key),

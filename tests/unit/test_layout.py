@@ -17,8 +17,6 @@ MAX_LINES = 400
 LONG = {
     "_cli/explain.py": "one question (what a launch makes of a path or host) over the real "
     "plan and network decision; its halves share the origins and printing",
-    "_net/allow.py": "allow-rule parsing and the address decision share the name and address "
-    "normalisation; the split at that seam is still to do (see the layout issue's note)",
     "_net/proxy.py": "the proxy's connection handlers: CONNECT, absolute-URI, transparent and "
     "published paths share one decide-dial-relay sequence",
     "_plan/build.py": "one pure function from policy and host view to the bwrap plan; its "

@@ -5,22 +5,21 @@ from __future__ import annotations
 import pytest
 
 from agent_sandbox._errors import EXIT_USAGE, UsageError
+from agent_sandbox._net.address import address_refusal
 from agent_sandbox._net.allow import (
     DEFAULT_PORTS,
     AllowEntry,
     Forward,
     Verdict,
-    address_refusal,
     allow_hint,
     decide,
-    is_ip_literal,
     match,
-    normalise_name,
     parse_allow,
     parse_forward,
     parse_publish,
     parse_resolve,
 )
+from agent_sandbox._net.names import is_ip_literal, normalise_name
 
 
 def _usage_error(func: object, raw: str) -> str:
