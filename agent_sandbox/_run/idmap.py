@@ -68,24 +68,28 @@ def stage_map(sources: Sequence[str]) -> tuple[tuple[Staged, ...], dict[str, str
     return staged, names
 
 
-def check_command_uid(subuid: str = "/etc/subuid") -> None:
-    """Refuse ROOT_COMMAND_UID if this host gave it to someone (a user, or subordinate ids)."""
+def check_command_uid(subuid: str = "/etc/subuid", subgid: str = "/etc/subgid") -> None:
+    """Refuse ROOT_COMMAND_UID if this host gave it to someone: a user or group (the command
+    runs with it as its gid too), or a range of subordinate uids or gids."""
+    import grp
     import pwd
 
-    with contextlib.suppress(KeyError):
-        name = pwd.getpwuid(ROOT_COMMAND_UID).pw_name
+    def refuse(held_by: str) -> None:
         raise SandboxUnavailable(
-            f"uid {ROOT_COMMAND_UID}, which a root caller's command runs as, belongs to {name!r} "
-            "on this host", fix="run agent-sandbox as an ordinary user")
-    with contextlib.suppress(OSError), open(subuid, encoding="utf-8") as f:
-        for line in f:
-            parts = line.strip().split(":")
-            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() \
-                    and int(parts[1]) <= ROOT_COMMAND_UID < int(parts[1]) + int(parts[2]):
-                raise SandboxUnavailable(
-                    f"uid {ROOT_COMMAND_UID}, which a root caller's command runs as, is in "
-                    f"{parts[0]}'s subordinate ids ({subuid})",
-                    fix="run agent-sandbox as an ordinary user")
+            f"id {ROOT_COMMAND_UID}, which a root caller's command runs as, {held_by}",
+            fix="run agent-sandbox as an ordinary user")
+
+    with contextlib.suppress(KeyError):
+        refuse(f"belongs to user {pwd.getpwuid(ROOT_COMMAND_UID).pw_name!r} on this host")
+    with contextlib.suppress(KeyError):
+        refuse(f"belongs to group {grp.getgrgid(ROOT_COMMAND_UID).gr_name!r} on this host")
+    for ranges in (subuid, subgid):
+        with contextlib.suppress(OSError), open(ranges, encoding="utf-8") as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() \
+                        and int(parts[1]) <= ROOT_COMMAND_UID < int(parts[1]) + int(parts[2]):
+                    refuse(f"is in {parts[0]}'s subordinate ids ({ranges})")
 
 
 class _Failed(Exception):

@@ -23,10 +23,13 @@ def test_stage_map_clones_each_tree_once_and_renames_every_source() -> None:
                        "/root/src/x-other": "/tmp/2", "/root/src/x/.envrc": "/tmp/1/.envrc"}
 
 
-def test_the_command_uid_is_refused_when_a_subordinate_range_holds_it(tmp_path: Path) -> None:
-    subuid = tmp_path / "subuid"
-    subuid.write_text(f"alice:100000:65536\nbob:{ROOT_COMMAND_UID - 10}:65536\n")
-    with pytest.raises(SandboxUnavailable, match="bob's subordinate ids"):
-        check_command_uid(subuid=str(subuid))
-    subuid.write_text("alice:100000:65536\n")
-    check_command_uid(subuid=str(subuid))
+@pytest.mark.parametrize("which", ["subuid", "subgid"])
+def test_the_command_uid_is_refused_when_a_subordinate_range_holds_it(
+        tmp_path: Path, which: str) -> None:
+    ranges = {name: tmp_path / name for name in ("subuid", "subgid")}
+    for path in ranges.values():
+        path.write_text("alice:100000:65536\n")
+    check_command_uid(**{k: str(v) for k, v in ranges.items()})
+    ranges[which].write_text(f"alice:100000:65536\nbob:{ROOT_COMMAND_UID - 10}:65536\n")
+    with pytest.raises(SandboxUnavailable, match=f"bob's subordinate ids .*{which}"):
+        check_command_uid(**{k: str(v) for k, v in ranges.items()})
