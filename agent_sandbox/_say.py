@@ -29,3 +29,9 @@ def render(text: str, colour: bool) -> str:
 
 def say(text: str) -> None:
     print(render(text, colour_wanted(os.environ, sys.stderr.isatty())), file=sys.stderr)
+
+
+def home_relative(path: str, home: str | None = None) -> str:
+    """``path`` with the caller's home written ``~``, for messages."""
+    home = home or os.path.expanduser("~")
+    return "~" + path[len(home):] if path == home or path.startswith(home + "/") else path

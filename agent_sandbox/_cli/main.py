@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 from agent_sandbox import __version__
 from agent_sandbox._cli.parser import _parser
 from agent_sandbox._errors import SandboxError, UsageError
-from agent_sandbox._say import say
+from agent_sandbox._say import home_relative, say
 
 if TYPE_CHECKING:
+    from agent_sandbox._plan.host import HostLayout
+    from agent_sandbox._plan.install import Install
     from agent_sandbox._policy.identity import Identity
     from agent_sandbox._policy.limits import CgroupWay
     from agent_sandbox._policy.values import Policy
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
              "hide", "env", "allow_nested_userns", "gpu", "best_effort", "memory", "pids",
              "cpus", "timeout", "nofile", "fsize", "home_size", "git_token_file",
-             "root_stays_root")
+             "root_stays_root", "show_command_install")
 
 
 def _preset_name(args: argparse.Namespace, command: Sequence[str]) -> str:
@@ -77,6 +79,50 @@ def policy_from(args: argparse.Namespace, s: Mapping[str, Any], *, command: Sequ
                         share_agent_state=args.share_agent_state,
                         root_stays_root=s.get("root_stays_root", False),
                         cgroup_way=_cgroup_way)
+
+
+def command_install(policy: Policy, s: Mapping[str, Any], layout: HostLayout, home: str,
+                    argv: Sequence[str], command: Sequence[str],
+                    agent: str) -> tuple[Policy, Install | None]:
+    """The policy with the command's installation shown read-only when the sandbox does not
+    show it (``show_command_install``, on by default), and that installation (found even
+    when the setting is off: the fix for a missing command names it)."""
+    from agent_sandbox._plan.build import visible_inside
+    from agent_sandbox._plan.install import InstallRefused, find_install, with_install
+
+    state: tuple[str, ...] = ()
+    if agent:
+        from agent_sandbox._policy.presets import load
+
+        state = load(agent).state
+    try:
+        install = find_install(policy.command[0], cwd=policy.cwd, environ=os.environ,
+                               home=home, state=state,
+                               visible=lambda p: visible_inside(policy, layout, p))
+    except InstallRefused as e:
+        import shlex
+
+        options = list(argv[:len(argv) - len(command)])
+        if agent and not any(o == "--agent" or o.startswith("--agent=") for o in options):
+            options += ["--agent", agent]
+        fix = shlex.join(["agent-sandbox", "--ro", e.program, *options, "--", e.program,
+                          *policy.command[1:]])
+        raise UsageError(e.message, fix=f"show only the program file: {fix}") from None
+    if install is None or not s.get("show_command_install", True):
+        return policy, install
+    return with_install(policy, install), install
+
+
+def _missing_fix(install: Install, s: Mapping[str, Any], argv: Sequence[str]) -> str:
+    """For a command the sandbox does not show because show_command_install is off: the
+    same launch with its installation given as --ro."""
+    import shlex
+
+    shown = [w for x in install.shown for w in ("--ro", x.path)]
+    off = s.get("show_command_install")
+    where = f" (show_command_install is off: {off.source})" if off is not None else ""
+    return (f"it is installed at {install.found}{where}; show it read-only: "
+            + shlex.join(["agent-sandbox", *shown, *argv]))
 
 
 def _cgroup_way(environ: Mapping[str, str]) -> CgroupWay:
@@ -177,12 +223,17 @@ def _run(argv: Sequence[str] | None) -> int:
     identity = current_identity()
     project = locate_project(args.project, identity)
     agent = _preset_name(args, command)
-    s = {k: v.value for k, v in _settings(args, project, agent).items()}
+    settings = _settings(args, project, agent)
+    s = {k: v.value for k, v in settings.items()}
     policy = policy_from(args, s, command=command, project=project, identity=identity,
                          agent=agent)
-    view = gather_host_view(identity, probe_layout(), os.environ, policy.project,
+    layout = probe_layout()
+    policy, install = command_install(policy, s, layout, identity.home, argv, args.command,
+                                      agent)
+    view = gather_host_view(identity, layout, os.environ, policy.project,
                             protect=s.get("protect", ()), unprotect=s.get("unprotect", ()))
     plan = build_plan(policy, view)
+    missing_fix = _missing_fix(install, settings, argv) if install else None
 
     if args.dry_run:
         from agent_sandbox._run.bwrap import find_bwrap
@@ -194,13 +245,13 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"# agent-sandbox {__version__} plan (dry run: nothing was started)")
         print(f"# bwrap: {where}")
         try:
-            check_command(plan, view)
+            check_command(plan, view, missing_fix)
         except SandboxError as e:
             print(f"# note: {e.message}")
         sys.stdout.write(plan.describe())
         return 0
 
-    check_command(plan, view)
+    check_command(plan, view, missing_fix)
     from agent_sandbox._run.bwrap import find_bwrap
     from agent_sandbox._run.launch import run
 
@@ -231,6 +282,10 @@ def _run(argv: Sequence[str] | None) -> int:
         say("warning: --root-stays-root: the command is host uid 0 to file permissions: "
             "root-only files it can see are readable, root's files in writable paths "
             "writable (it still has no capabilities, /proc/sys is read-only)")
+    if install is not None and s.get("show_command_install", True) and not args.quiet:
+        say(f"{command[0]}: showing its installation read-only ({install.kind}, found at "
+            f"{home_relative(install.found, identity.home)}): "
+            + ", ".join(home_relative(x.path, identity.home) for x in install.shown))
     if args.verbose:
         say(f"layout {view.layout.kind.value}, bwrap {bwrap}")
     if args.detach:

@@ -88,7 +88,7 @@ def _parser() -> _Parser:
     limits.add_argument("--nofile", metavar="N", help="open files cap (default 65536)")
     limits.add_argument("--fsize", metavar="SIZE", help="largest file the command may write "
                         "(default 16G); core dumps are always off")
-    limits.add_argument("--best-effort", action="store_true",
+    limits.add_argument("--best-effort", action="store_true", default=None,
                         help="run even if a cgroup limit cannot be enforced (warns)")
     p.add_argument("--agent", metavar="NAME",
                    help="use the NAME preset (claude, codex, gemini, aider, opencode) or "
@@ -99,13 +99,17 @@ def _parser() -> _Parser:
     p.add_argument("--git-token-file", metavar="FILE",
                    help="let git push over HTTPS with the token in FILE (read-only inside; "
                    "a fine-grained token of a machine user)")
-    p.add_argument("--gpu", action="store_true",
+    p.add_argument("--gpu", action="store_true", default=None,
                    help="give the command the GPU devices (/dev/dri, /dev/nvidia*)")
-    p.add_argument("--root-stays-root", action="store_true",
+    p.add_argument("--root-stays-root", action="store_true", default=None,
                    help="called as root (not through sudo): let the command keep host uid 0 "
                    "instead of running as an unprivileged uid with idmapped paths (weaker: "
                    "root-only files it can see become readable; announced at every launch)")
-    p.add_argument("--allow-nested-userns", action="store_true",
+    p.add_argument("--no-show-command-install", dest="show_command_install",
+                   action="store_false", default=None,
+                   help="do not show the command's own installation when the sandbox does "
+                   "not: only what /usr, the Nix store, the project and --ro show")
+    p.add_argument("--allow-nested-userns", action="store_true", default=None,
                    help="let the command create user namespaces (an agent's own inner "
                    "sandbox); weaker: a nested namespace can undo read-only binds")
     p.add_argument("--name", metavar="NAME",

@@ -45,7 +45,7 @@ def _defaults() -> dict[str, str]:
     return {"net": "none; filtered when an allow-list is given",
             **dict.fromkeys(("memory", "pids", "cpus", "timeout"), "no limit"),
             "nofile": str(DEFAULT_NOFILE), "fsize": _size(DEFAULT_FSIZE),
-            "home_size": _size(DEFAULT_HOME_SIZE),
+            "home_size": _size(DEFAULT_HOME_SIZE), "show_command_install": "true",
             "protect": "empty; protected anyway: " + ", ".join(f"`{p}`" for p in PROTECTED)
                        + "; in git directories " + ", ".join(f"`{p}`" for p in GIT_PROTECTED)}
 
@@ -66,8 +66,9 @@ def _row(key: str, flags: dict[str, Option], defaults: dict[str, str]) -> str:
 
 
 def _options_by_key() -> dict[str, Option]:
-    """The options named like a configuration key (--allow-private: allow_private)."""
-    return {o.flags[-1][2:].replace("-", "_"): o for o in options()}
+    """The options named like a configuration key (--allow-private: allow_private,
+    --no-show-command-install: show_command_install)."""
+    return {o.flags[-1][2:].removeprefix("no-").replace("-", "_"): o for o in options()}
 
 
 def config_reference() -> str:

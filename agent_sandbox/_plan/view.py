@@ -17,6 +17,7 @@ from agent_sandbox._plan.build import (
     visible_inside,
 )
 from agent_sandbox._plan.host import HostLayout
+from agent_sandbox._plan.install import shebang, shebang_interpreter
 from agent_sandbox._plan.protect import scan
 from agent_sandbox._policy.identity import Identity
 
@@ -84,22 +85,10 @@ def _signal_reset_env(layout: HostLayout) -> str:
     return ""
 
 
-def _interpreter(path: str) -> str | None:
-    """The absolute interpreter of a ``#!`` script (not ``/usr/bin/env``-style lookups)."""
-    try:
-        with open(path, "rb") as f:
-            first = f.readline(256)
-    except OSError:
-        return None
-    if not first.startswith(b"#!"):
-        return None
-    words = first[2:].decode(errors="replace").split()
-    return words[0] if words and words[0].startswith("/") else None
-
-
-def check_command(plan: Plan, view: HostView) -> None:
+def check_command(plan: Plan, view: HostView, fix: str | None = None) -> None:
     """Refuse, before starting anything, a COMMAND that does not exist inside (127) or
-    cannot be executed there (126); say where it is if the host has it elsewhere."""
+    cannot be executed there (126). ``fix`` is what to say when the caller's PATH has it
+    (its installation, found by ``_plan.install``, given as --ro)."""
     policy = plan.policy
     name = policy.command[0]
     env = dict(plan.env)
@@ -117,25 +106,12 @@ def check_command(plan: Plan, view: HostView) -> None:
             continue
         if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
             raise CommandNotExecutable(f"{name}: {candidate} is not executable")
-        interpreter = _interpreter(candidate)
+        interpreter = shebang_interpreter(shebang(os.path.realpath(candidate)),
+                                          env.get("PATH", ""), visible)
         if interpreter and not (os.path.exists(interpreter) and visible(interpreter)):
-            # Name what is hidden: the path as written, else where its symlinks lead.
-            hidden = interpreter if not visible_inside(policy, view.layout, interpreter) \
-                else os.path.realpath(interpreter)
             raise CommandNotFound(
                 f"{name}: its interpreter {interpreter} is not visible inside the sandbox",
-                fix=f"add --ro {os.path.dirname(hidden)} (read-only), or install it where "
-                    "the sandbox sees it (/usr, the Nix store, the project)")
+                fix=fix or "install it where the sandbox sees it (/usr, the Nix store, the "
+                "project)")
         return
-    host_hit = None
-    if "/" not in name:
-        for d in dict(view.environ).get("PATH", "").split(":"):
-            if d.startswith("/") and os.access(posixpath.join(d, name), os.X_OK):
-                host_hit = posixpath.join(d, name)
-                break
-    elif os.path.exists(candidates[0]):
-        host_hit = candidates[0]
-    fix = (f"it is at {host_hit} on the host, which the sandbox does not show; "
-           f"add --ro {posixpath.dirname(os.path.realpath(host_hit))} (read-only) to use it"
-           if host_hit else None)
     raise CommandNotFound(f"{name}: command not found inside the sandbox", fix=fix)

@@ -26,7 +26,8 @@ ENV_PREFIX = "AGENT_SANDBOX_"
 
 LIST_KEYS = ("allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw", "hide",
              "env", "protect", "unprotect")
-BOOL_KEYS = ("allow_nested_userns", "gpu", "best_effort", "root_stays_root")
+BOOL_KEYS = ("allow_nested_userns", "gpu", "best_effort", "root_stays_root",
+             "show_command_install")
 PATH_KEYS = ("git_token_file",)
 LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "fsize", "home_size")
 NET_ORDER = ("host", "filtered", "none")  # each stricter than the one before
@@ -266,7 +267,8 @@ def effective(project_dir: str, environ: Mapping[str, str], flags: Mapping[str, 
               preset: Mapping[str, Value] | None = None) -> dict[str, Value]:
     """Every layer merged: scalars override, lists add up; the project file only tightens.
 
-    ``flags`` holds the command-line values (None or empty where a flag was not given);
+    ``flags`` holds the command-line values (None or empty where a flag was not given; a
+    boolean flag's False is a value: ``--no-show-command-install``);
     ``preset`` is the agent preset's layer, just above the built-in one."""
     merged: dict[str, Value] = dict(preset or {})
     for layer in (read_file(SYSTEM_FILE), read_file(user_file(environ))):
@@ -274,7 +276,7 @@ def effective(project_dir: str, environ: Mapping[str, str], flags: Mapping[str, 
     _apply_project(merged, read_file(os.path.join(project_dir, PROJECT_FILE), project=True))
     _merge(merged, read_environment(environ))
     cli = {k: Value(tuple(v) if isinstance(v, list) else v, f"--{k.replace('_', '-')}")
-           for k, v in flags.items() if v not in (None, [], False)}
+           for k, v in flags.items() if v is not None and v != []}
     _merge(merged, cli)
     return merged
 

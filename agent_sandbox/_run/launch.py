@@ -55,7 +55,7 @@ from agent_sandbox._run.janitor import (
 )
 from agent_sandbox._run.sessions import Session, default_base, registered
 from agent_sandbox._run.workdir import placeholder_sources, work_dir
-from agent_sandbox._say import say
+from agent_sandbox._say import home_relative, say
 from agent_sandbox._seccomp.cache import seccomp_program
 
 if TYPE_CHECKING:
@@ -223,11 +223,6 @@ def _memory_file(stack: contextlib.ExitStack, text: str) -> int:
     return fd
 
 
-def _home_relative(path: str) -> str:
-    home = os.path.expanduser("~")
-    return "~" + path[len(home):] if path.startswith(home + "/") else path
-
-
 def _net_label(plan: Plan) -> str:
     """The network in a few words, as ps and the start line show it."""
     mode = plan.policy.net.value
@@ -281,7 +276,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         session, log = stack.enter_context(_session(plan, name))
         if not quiet:
             say(f"{session.name}: {plan.policy.project} read-write; network {session.net}; "
-                f"log and state in {_home_relative(state_dir())}"
+                f"log and state in {home_relative(state_dir())}"
                 + (f"; {caller}" if caller else ""))
         tmp = stack.enter_context(work_dir())
         seccomp_fd = stack.enter_context(seccomp_program(plan.seccomp))
