@@ -26,6 +26,7 @@ from agent_sandbox._net.address import address_refusal
 from agent_sandbox._net.allow import DEFAULT_PORTS, AllowEntry, allow_hint, decide
 from agent_sandbox._net.names import is_ip_literal, is_loopback_name, normalise_name
 from agent_sandbox._plan.build import PLACEHOLDER_SOURCES, PROC_MASKED, Op, Plan, Word
+from agent_sandbox._plan.install import INSTALL_ORIGIN
 from agent_sandbox._plan.protect import Protection
 from agent_sandbox._policy.config import ENV_PREFIX, LIST_KEYS, Value
 from agent_sandbox._policy.values import NetMode, Policy, is_under
@@ -246,6 +247,11 @@ def layer_of(m: Mounted, o: Origins) -> str:
         return o.project
     if m.dest == o.home and o.policy.agent_home:
         return f"the {o.policy.agent} preset (its own home)"
+    if m.op.why.startswith(INSTALL_ORIGIN):
+        setting = o.settings.get("show_command_install")
+        return ("show_command_install: the command's installation, found from its layout on "
+                "your PATH (" + (_describe(setting.source) if setting else "on by default")
+                + ")")
     return _flag_layer(m.op.why, o.settings) or f"built-in ({m.section})"
 
 
@@ -420,7 +426,7 @@ HOST_FS = HostFs(os.path.lexists, _readlink)
 
 
 def explain(argv: Sequence[str]) -> int:
-    from agent_sandbox._cli.main import _preset_name, _settings, policy_from
+    from agent_sandbox._cli.main import _preset_name, _settings, command_install, policy_from
     from agent_sandbox._plan.build import build_plan
     from agent_sandbox._plan.host import probe_layout
     from agent_sandbox._plan.view import gather_host_view
@@ -438,6 +444,9 @@ def explain(argv: Sequence[str]) -> int:
     # The command changes nothing here.
     policy = policy_from(args, s, command=command or ["true"], project=project,
                          identity=identity, agent=agent, limits=False)
+    layout = probe_layout()
+    if command:
+        policy, _ = command_install(policy, s, layout, identity.home, argv, args.command, agent)
     if host is not None:
         lines = judge_host(policy, settings, *host)
         if os.path.lexists(target):
@@ -445,7 +454,7 @@ def explain(argv: Sequence[str]) -> int:
                          f"--path {target}")
         print("\n".join(lines))
         return 0
-    view = gather_host_view(identity, probe_layout(), os.environ, policy.project,
+    view = gather_host_view(identity, layout, os.environ, policy.project,
                             protect=s.get("protect", ()), unprotect=s.get("unprotect", ()))
     origins = Origins(settings, policy, view.protections,
                       "--project (command line)" if args.project else

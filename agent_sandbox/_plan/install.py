@@ -213,14 +213,15 @@ def find_install(name: str, *, cwd: str, environ: Mapping[str, str], home: str,
         if not seen(path):
             shown.append(Shown(path, what))
 
-    # The name itself: the directory that holds it (a symlink on PATH, usually).
-    holder = os.path.realpath(posixpath.dirname(found))
-    if not seen(found):
-        add(holder, f"the directory holding {posixpath.basename(found)}")
+    # The installation, then the directory that holds the name (a symlink on PATH,
+    # usually) unless the installation holds it too (/opt/NAME/bin).
     real = os.path.realpath(found)
     if not seen(real):
         root, kind = _root(real)
         add(root, kind)
+    if not seen(found):
+        add(os.path.realpath(posixpath.dirname(found)),
+            f"the directory holding {posixpath.basename(found)}")
     interpreter = shebang_interpreter(shebang(real), host_path)
     if interpreter is not None and interpreter.startswith("/"):
         # A venv's python is a symlink to its base interpreter: the venv, then the base.

@@ -275,7 +275,8 @@ def effective(project_dir: str, environ: Mapping[str, str], flags: Mapping[str, 
         _merge(merged, layer)
     _apply_project(merged, read_file(os.path.join(project_dir, PROJECT_FILE), project=True))
     _merge(merged, read_environment(environ))
-    cli = {k: Value(tuple(v) if isinstance(v, list) else v, f"--{k.replace('_', '-')}")
+    cli = {k: Value(tuple(v) if isinstance(v, list) else v,
+                    f"--{'no-' if v is False else ''}{k.replace('_', '-')}")
            for k, v in flags.items() if v is not None and v != []}
     _merge(merged, cli)
     return merged

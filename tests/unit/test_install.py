@@ -50,8 +50,8 @@ def test_an_npm_prefix_shows_the_package_and_the_bin_directory(tmp_path: Path) -
     found = _find(home, "tool", f"{home}/.npm-global/bin:/usr/bin")
     assert found == Install(
         found=f"{home}/.npm-global/bin/tool", kind="npm package @acme/tool",
-        shown=(Shown(f"{home}/.npm-global/bin", "the directory holding tool"),
-               Shown(str(package), "npm package @acme/tool")))
+        shown=(Shown(str(package), "npm package @acme/tool"),
+               Shown(f"{home}/.npm-global/bin", "the directory holding tool")))
 
 
 def test_a_hidden_node_is_shown_by_its_prefix(tmp_path: Path) -> None:
@@ -73,8 +73,8 @@ def test_nvm_packages_live_beside_their_node(tmp_path: Path) -> None:
     _link(nvm / "bin/codex", "../lib/node_modules/@openai/codex/bin/codex.js")
     found = _find(home, "codex", f"{nvm}/bin:/usr/bin")
     assert found is not None
-    assert [s.path for s in found.shown] == [f"{nvm}/bin",
-                                             f"{nvm}/lib/node_modules/@openai/codex"]
+    assert [s.path for s in found.shown] == [f"{nvm}/lib/node_modules/@openai/codex",
+                                             f"{nvm}/bin"]
 
 
 def test_bun_and_pnpm_show_their_global_directory(tmp_path: Path) -> None:
@@ -86,14 +86,14 @@ def test_bun_and_pnpm_show_their_global_directory(tmp_path: Path) -> None:
     _exe(bun / "node_modules/tool/bin/tool.js", "#!/usr/bin/env node\n")
     _link(home / ".bun/bin/tool", "../install/global/node_modules/tool/bin/tool.js")
     found = _find(home, "tool", f"{home}/.bun/bin:/usr/bin")
-    assert found is not None and found.shown[-1] == Shown(str(bun), "pnpm/bun global packages")
+    assert found is not None and found.shown[0] == Shown(str(bun), "pnpm/bun global packages")
 
     store = home / ".local/share/pnpm/global/5"
     script = store / "node_modules/.pnpm/tool@1.0.0/node_modules/tool/bin/t.js"
     _exe(script, "#!/usr/bin/env node\n")
     _link(home / "pbin/tool", str(script))
     found = _find(home, "tool", f"{home}/pbin:/usr/bin")
-    assert found is not None and found.shown[-1] == Shown(str(store), "pnpm/bun global packages")
+    assert found is not None and found.shown[0] == Shown(str(store), "pnpm/bun global packages")
 
 
 def test_claude_codes_native_installer_shows_its_versions(tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_claude_codes_native_installer_shows_its_versions(tmp_path: Path) -> Non
     _link(home / ".local/bin/claude", str(versions / "2.1.0"))
     found = _find(home, "claude", f"{home}/.local/bin:/usr/bin", state=(".claude",))
     assert found is not None
-    assert [s.path for s in found.shown] == [f"{home}/.local/bin", str(versions)]
+    assert [s.path for s in found.shown] == [str(versions), f"{home}/.local/bin"]
 
 
 def test_a_venv_and_its_hidden_base_interpreter(tmp_path: Path) -> None:
@@ -120,8 +120,8 @@ def test_a_venv_and_its_hidden_base_interpreter(tmp_path: Path) -> None:
     _link(home / ".local/bin/aider", str(venv / "bin/aider"))
     found = _find(home, "aider", f"{home}/.local/bin:/usr/bin")
     assert found is not None and found.kind == "Python venv"
-    assert found.shown == (Shown(f"{home}/.local/bin", "the directory holding aider"),
-                           Shown(str(venv), "Python venv"),
+    assert found.shown == (Shown(str(venv), "Python venv"),
+                           Shown(f"{home}/.local/bin", "the directory holding aider"),
                            Shown(str(base.parent.parent), "the venv's base Python"))
 
 
