@@ -119,29 +119,47 @@ AIDER = "aider-chat==0.86.2"
 @pytest.fixture(scope="session")
 def npm_agents(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Claude Code, Codex and Gemini CLI from the npm registry, installed once per test run
-    (their --version needs no network). npm's cache is used without asking the registry
-    again, so a rerun installs in seconds."""
+    the way npm documents installing without sudo: ``npm install -g`` into a per-user
+    prefix (their --version needs no network). npm's cache is used without asking the
+    registry again, so a rerun installs in seconds. Tests get their own copy (hard links)
+    in their fake home: :func:`npm_home`."""
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed (.ci/run's machine has it)")
-    prefix = tmp_path_factory.mktemp("npm-agents")
-    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefer-offline",
+    prefix = tmp_path_factory.mktemp("npm-agents") / ".npm-global"
+    subprocess.run([npm, "install", "--global", "--no-audit", "--no-fund", "--prefer-offline",
                     "--prefix", str(prefix), *NPM_AGENTS],
                    check=True, capture_output=True, timeout=900)
     return prefix
 
 
-@pytest.fixture(scope="session")
-def claude_code(npm_agents: Path) -> Path:
-    return npm_agents
+@pytest.fixture
+def npm_home(env: Env, npm_agents: Path) -> Path:
+    """The agents' npm prefix at ``~/.npm-global`` in the test's home, its ``bin`` first on
+    PATH, as after ``npm config set prefix ~/.npm-global``."""
+    prefix = env.home / ".npm-global"
+    shutil.copytree(npm_agents, prefix, symlinks=True, copy_function=os.link)
+    env.vars["PATH"] = f"{prefix}/bin:{env.vars['PATH']}"
+    return prefix
 
 
 @pytest.fixture(scope="session")
-def aider(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Aider from PyPI, in a venv of the system Python (visible inside the sandbox); pip's
-    wheel cache makes a rerun quick."""
+def aider_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Aider from PyPI, in a venv of the system Python; pip's wheel cache makes a rerun
+    quick."""
     venv = tmp_path_factory.mktemp("aider") / "venv"
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=300)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
                     AIDER], check=True, capture_output=True, timeout=1200)
     return venv
+
+
+@pytest.fixture
+def aider(env: Env, aider_venv: Path) -> Path:
+    """Aider as pipx and ``uv tool`` leave it: ``~/.local/bin/aider`` links to the venv's
+    console script, and ``~/.local/bin`` is on PATH."""
+    bindir = env.home / ".local" / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    (bindir / "aider").symlink_to(aider_venv / "bin" / "aider")
+    env.vars["PATH"] = f"{bindir}:{env.vars['PATH']}"
+    return aider_venv

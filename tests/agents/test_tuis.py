@@ -1,6 +1,8 @@
 """The real agents end to end, in a pseudo-terminal, through the CLI as users run it:
-``agent-sandbox --ro <prefix> -- <prefix>/.../claude`` picks the claude preset by name, so
-the agent gets its own home under the test's fake $HOME and a network filtered to its hosts.
+``agent-sandbox claude``, with the agents installed by ``npm install -g`` into
+``~/.npm-global`` of the test's fake $HOME (Aider as pipx leaves it), no flag: the launcher
+shows their installation read-only, picks the preset by name, so the agent gets its own home
+and a network filtered to its hosts.
 This machine reaches no model API (the tests run offline), so each agent is driven as far as
 it goes without one: its first screens render, its request fails the way it reports a dead
 network, a window resize re-lays out its screen, and its quit key ends it with the exit
@@ -85,11 +87,6 @@ def _exit_status(child: pexpect.spawn, timeout: float = 30) -> int:
     return status
 
 
-def _npm_agent(npm_agents: Path, name: str) -> list[str]:
-    """The launcher's arguments for an agent from the npm prefix, shown read-only."""
-    return ["--ro", str(npm_agents), "--", str(npm_agents / "node_modules" / ".bin" / name)]
-
-
 def _agent_home(env: Env, agent: str) -> Path:
     return env.home / ".local/share/agent-sandbox/homes" / agent
 
@@ -109,13 +106,13 @@ def _tried(env: Env, host: str) -> bool:
 
 @pytest.mark.timeout(300)
 def test_claude_code_first_run_reports_its_offline_api_error(
-        project: Path, terminal_env: Env, npm_agents: Path,
+        project: Path, terminal_env: Env, npm_home: Path,
         children: list[pexpect.spawn]) -> None:
     """First run, no login: Claude Code draws its welcome screen, checks that it can reach
     its API before onboarding, says it cannot, and exits 1 on its own; the launcher returns
     that 1. (It never stays up here, so the resize and quit are in the next test.)"""
     env = terminal_env
-    child = _spawn(_npm_agent(npm_agents, "claude"), project, env, (40, 120))
+    child = _spawn(["claude"], project, env, (40, 120))
     children.append(child)
     child.expect(_words("Welcome to Claude Code v"))
     child.expect(_words("Unable to connect to Anthropic services"))
@@ -129,7 +126,7 @@ def test_claude_code_first_run_reports_its_offline_api_error(
 
 @pytest.mark.timeout(300)
 def test_claude_code_tui_api_error_resize_and_ctrl_c(
-        project: Path, terminal_env: Env, npm_agents: Path,
+        project: Path, terminal_env: Env, npm_home: Path,
         children: list[pexpect.spawn]) -> None:
     """Onboarded (``hasCompletedOnboarding`` is copied into its home from the real
     ~/.claude.json) and with an API key: past the folder-trust and use-this-key dialogs to its
@@ -139,8 +136,8 @@ def test_claude_code_tui_api_error_resize_and_ctrl_c(
     Ctrl-C twice quits it with status 0."""
     env = terminal_env
     (env.home / ".claude.json").write_text('{"hasCompletedOnboarding": true}')
-    child = _spawn(["--agent", "claude", *_npm_agent(npm_agents, "claude")], project, env,
-                   (40, 100), ANTHROPIC_API_KEY="sk-ant-api03-offline-test")
+    child = _spawn(["claude"], project, env, (40, 100),
+                   ANTHROPIC_API_KEY="sk-ant-api03-offline-test")
     children.append(child)
     child.expect(_words("Yes, I trust this folder"))
     _settle(child)
@@ -175,7 +172,7 @@ def test_claude_code_tui_api_error_resize_and_ctrl_c(
 
 @pytest.mark.timeout(300)
 def test_codex_tui_offline_error_resize_and_ctrl_c(
-        project: Path, terminal_env: Env, npm_agents: Path,
+        project: Path, terminal_env: Env, npm_home: Path,
         children: list[pexpect.spawn]) -> None:
     """Logged in with an API key (its ~/.codex/auth.json is copied into its own home): Codex
     draws its main screen with the working directory in its header. Narrowed from 120 to 50
@@ -189,7 +186,7 @@ def test_codex_tui_offline_error_resize_and_ctrl_c(
     cwd = project / "src"
     cwd.mkdir()
     assert 50 < len(str(cwd)) < 110, "the path must fit 120 columns and not 50"
-    child = _spawn(_npm_agent(npm_agents, "codex"), cwd, env, (40, 120))
+    child = _spawn(["codex"], cwd, env, (40, 120))
     children.append(child)
     # A git project would first get "Trust this folder?"; this one is a plain directory.
     child.expect(_words("OpenAI Codex (v"))
@@ -223,7 +220,7 @@ def test_codex_tui_offline_error_resize_and_ctrl_c(
 
 @pytest.mark.timeout(300)
 def test_gemini_cli_tui_offline_request_resize_and_ctrl_c(
-        project: Path, terminal_env: Env, npm_agents: Path,
+        project: Path, terminal_env: Env, npm_home: Path,
         children: list[pexpect.spawn]) -> None:
     """With GEMINI_API_KEY: Gemini CLI asks to trust the folder, to pick the API key and to
     confirm it, then shows its prompt. Its separator spans the window: a 120-column rule
@@ -232,7 +229,7 @@ def test_gemini_cli_tui_offline_request_resize_and_ctrl_c(
     sandbox's decision log, allowed and unreachable); Esc cancels it ("Request cancelled."),
     and Ctrl-C twice quits with status 0."""
     env = terminal_env
-    child = _spawn(_npm_agent(npm_agents, "gemini"), project, env, (40, 100),
+    child = _spawn(["gemini"], project, env, (40, 100),
                    GEMINI_API_KEY="offline-test-key")
     children.append(child)
     child.expect(_words("Do you trust the files in this folder?"))
@@ -281,7 +278,7 @@ def test_aider_starts_asks_and_exits_without_a_model(
     always), it says it has no model and exits 1, returned by the launcher. Its update check
     to pypi.org is refused by the preset's allow-list (a 403 from the sandbox's proxy)."""
     env = terminal_env
-    child = _spawn(["--ro", str(aider), "--", str(aider / "bin" / "aider")], project, env,
+    child = _spawn(["aider"], project, env,
                    (40, 120))
     children.append(child)
     no_model = _words("No LLM model was specified and no API keys were provided.")

@@ -148,8 +148,12 @@ def test_log_of_an_unknown_session_is_an_error(project: Path, senv: dict[str, st
 
 
 def test_log_follow_prints_new_records(project: Path, senv: dict[str, str]) -> None:
+    # ^C as a terminal sends it, even when the suite itself runs with SIGINT ignored (a
+    # background job of a non-interactive shell), which the follower would inherit.
     with subprocess.Popen([*CLI, "log", "--follow", "--json"], cwd=project, env=senv,
-                          stdout=subprocess.PIPE, text=True) as follower:
+                          stdout=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                          ) as follower:
         try:
             # Whether the follower is up before or after this launch, its first line is
             # this start: the log holds nothing before it.

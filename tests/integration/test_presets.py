@@ -81,18 +81,19 @@ def test_sharing_the_real_state_is_explicit_and_warned(project: Path, env: Env,
 @pytest.mark.agents
 @pytest.mark.parametrize("agent, expect", [("claude", "(Claude Code)"), ("codex", "codex-cli"),
                                            ("gemini", ".")])
-def test_real_agents_start_inside(project: Path, env: Env, npm_agents: Path, agent: str,
+def test_real_agents_start_inside(project: Path, env: Env, npm_home: Path, agent: str,
                                   expect: str) -> None:
-    done = run_cli(["--ro", str(npm_agents), "--",
-                    str(npm_agents / "node_modules" / ".bin" / agent), "--version"],
-                   cwd=project, env=env.vars, timeout=120)
+    """Installed by ``npm install -g`` into ~/.npm-global: no flag needed."""
+    done = run_cli([agent, "--version"], cwd=project, env=env.vars, timeout=120)
     assert done.returncode == 0, done.stderr
     assert expect in done.stdout
+    assert f"{agent}: showing its installation read-only (npm package " in done.stderr
 
 
 @pytest.mark.agents
 def test_aider_starts_inside(project: Path, env: Env, aider: Path) -> None:
-    done = run_cli(["--ro", str(aider), "--", str(aider / "bin" / "aider"), "--version"],
-                   cwd=project, env=env.vars, timeout=300)
+    """Installed as pipx and uv tool leave it (~/.local/bin/aider into a venv): no flag."""
+    done = run_cli(["aider", "--version"], cwd=project, env=env.vars, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("aider ")
+    assert "aider: showing its installation read-only (Python venv" in done.stderr
