@@ -64,14 +64,17 @@ def test_command_not_found(project: Path, env: Env) -> None:
 
 
 def test_command_only_on_the_host_says_where_it_is(project: Path, env: Env) -> None:
+    """Shown by default (tests/integration/test_installs.py); with that off, 127 and the
+    launch that would show it."""
     bindir = env.home / ".local" / "bin"
     bindir.mkdir(parents=True)
     tool = bindir / "mytool"
     tool.write_text("#!/bin/sh\necho hi\n")
     tool.chmod(0o755)
-    done = run_cli(["--", "mytool"], cwd=project,
+    done = run_cli(["--no-show-command-install", "--", "mytool"], cwd=project,
                    env=env.with_(PATH=f"{bindir}:/usr/bin:/bin"))
-    _assert_clean_error(done, 127, f"it is at {tool} on the host", f"--ro {bindir}")
+    _assert_clean_error(done, 127, f"it is installed at {tool}",
+                        f"agent-sandbox --ro {bindir} --no-show-command-install -- mytool")
 
 
 def test_command_not_executable(project: Path, env: Env) -> None:
@@ -204,6 +207,8 @@ def test_a_script_whose_interpreter_is_hidden(project: Path, env: Env) -> None:
     script = project / "tool"
     script.write_text(f"#!{interpreter}\nprint('hi')\n")
     script.chmod(0o755)
-    done = run_cli(["--", "./tool"], cwd=project, env=env.vars)
+    done = run_cli(["--no-show-command-install", "--", "./tool"], cwd=project, env=env.vars)
     _assert_clean_error(done, 127, f"its interpreter {interpreter} is not visible",
-                        f"--ro {hidden}")
+                        f"--ro {hidden.parent}")
+    shown = run_cli(["--", "./tool"], cwd=project, env=env.vars)
+    assert shown.returncode == 0 and shown.stdout == "hi\n", shown.stderr

@@ -300,14 +300,13 @@ def test_host_mode_says_what_it_exposes(project: Path, env: Env) -> None:
 
 
 def test_real_claude_code_reaches_its_api_through_the_allow_list(
-    project: Path, env: Env, claude_code: Path
+    project: Path, env: Env, npm_home: Path
 ) -> None:
     # Offline, the upstream lookup fails after the policy allowed the connection: the log
     # shows an allowed decision for the API, which is what this checks; then the launcher
     # is stopped with SIGTERM (Claude Code keeps retrying).
-    claude = claude_code / "node_modules/.bin/claude"
-    args = ["-q", "--allow", "api.anthropic.com", "--ro", str(claude_code),
-            "--env", "ANTHROPIC_API_KEY=sk-ant-offline-test", "--", str(claude), "-p", "hi"]
+    args = ["-q", "--agent", "none", "--allow", "api.anthropic.com",
+            "--env", "ANTHROPIC_API_KEY=sk-ant-offline-test", "claude", "-p", "hi"]
     with launched(args, cwd=project, env=env.vars, stdout=subprocess.DEVNULL,
                   stderr=subprocess.DEVNULL) as proc:
         deadline = time.monotonic() + 90

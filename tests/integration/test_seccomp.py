@@ -300,9 +300,8 @@ def test_fail_closed_when_libseccomp_cannot_be_loaded(project: Path, env: Env,
 
 
 def test_real_claude_code_runs_under_the_filter(project: Path, env: Env,
-                                                claude_code: Path) -> None:
-    done = run_cli(["--ro", str(claude_code), "--", str(claude_code / "node_modules/.bin/claude"),
-                    "--version"], cwd=project, env=env.vars, timeout=120)
+                                                npm_home: Path) -> None:
+    done = run_cli(["claude", "--version"], cwd=project, env=env.vars, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "(Claude Code)" in done.stdout
 
