@@ -1,6 +1,6 @@
 # agent-sandbox as a Python application, with bubblewrap and dtach on its PATH.
 # Used by the flake's overlay and by lib.mkAgentShell for other flakes' nixpkgs.
-{ lib, python3Packages, bubblewrap, dtach, libseccomp }:
+{ lib, python3Packages, bubblewrap, dtach, libseccomp, git }:
 
 let
   project = (builtins.fromTOML (builtins.readFile ../pyproject.toml)).project;
@@ -37,16 +37,19 @@ python3Packages.buildPythonApplication {
   makeWrapperArgs = [ "--prefix" "PATH" ":" (lib.makeBinPath [ bubblewrap dtach ]) ];
 
   # The unit tests run in the build. Tests that launch bwrap or real agents need user
-  # namespaces, which the Nix build sandbox does not give: they run in CI instead.
-  nativeCheckInputs = with python3Packages; [
+  # namespaces, which the Nix build sandbox does not give, and "host" tests read the real
+  # host or need util-linux: they run in CI instead (tests/nix/test_check_phase.py runs
+  # this selection under the build sandbox's conditions). git: the protection scan's
+  # tests make repositories.
+  nativeCheckInputs = (with python3Packages; [
     pytestCheckHook
     pytest-timeout
     pexpect
     hypothesis
     trustme
-  ];
-  pytestFlags = [ "tests/unit" ];
-  disabledTestMarks = [ "integration" "agents" ];
+  ]) ++ [ git ];
+  enabledTestPaths = [ "tests/unit" ];
+  disabledTestMarks = [ "integration" "agents" "host" ];
   pythonImportsCheck = [ "agent_sandbox" ];
 
   meta = {

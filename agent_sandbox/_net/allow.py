@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from agent_sandbox._errors import UsageError
 from agent_sandbox._net.names import (
+    address_text,
     inet_aton,
     is_ip_literal,
     is_loopback_name,
@@ -174,7 +175,7 @@ def parse_resolve(raw: str) -> tuple[str, str]:
         raise UsageError(
             f"{where}: {addr_text!r} is not an IPv4 or IPv6 address (expected NAME=ADDR)"
         )
-    return name, str(address)
+    return name, address_text(address)
 
 
 def parse_forward(raw: str) -> Forward:
@@ -219,7 +220,7 @@ def parse_forward(raw: str) -> Forward:
             raise UsageError(
                 f"{where}: write the address in standard form (e.g. 127.0.0.1 or [::1])"
             )
-        host = str(address)
+        host = address_text(address)
     else:
         name = normalise_name(host_text)
         if name is None:

@@ -141,3 +141,12 @@ def strict_ip(text: str) -> IPAddress | None:
 
 
 # --- flag values ----------------------------------------------------------------------------
+
+
+def address_text(address: IPAddress) -> str:
+    """The canonical text of an address, the same on every Python: an IPv4-mapped IPv6
+    address as ``::ffff:a.b.c.d`` (3.13 prints it so, earlier versions as hex groups)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None \
+            and address.scope_id is None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)

@@ -17,7 +17,7 @@ STUB = REPO / "tests" / "nix" / "stub-nixpkgs"
 
 REAL_PACKAGES = {
     "claude-code", "codex", "aider-chat", "opencode", "gemini-cli",  # pkgs/by-name
-    "bubblewrap", "dtach", "libseccomp", "bashInteractive",
+    "bubblewrap", "dtach", "libseccomp", "bashInteractive", "git",
     "callPackage", "mkShell", "writeShellScriptBin", "lib", "python3Packages",
 }
 REAL_PYTHON = {

@@ -234,7 +234,8 @@ def test_parse_allow_messages_name_the_flag_given() -> None:
         ("DB.Internal.=10.0.0.5", ("db.internal", "10.0.0.5")),
         ("v6.example=2001:DB8::0:1", ("v6.example", "2001:db8::1")),
         ("v6.example=[2001:db8::1]", ("v6.example", "2001:db8::1")),
-        ("m.example=::ffff:1.2.3.4", ("m.example", "::ffff:102:304")),
+        ("m.example=::ffff:1.2.3.4", ("m.example", "::ffff:1.2.3.4")),
+        ("m.example=::ffff:102:304", ("m.example", "::ffff:1.2.3.4")),
     ],
 )
 def test_parse_resolve_accepts(raw: str, expected: tuple[str, str]) -> None:

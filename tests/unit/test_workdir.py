@@ -98,6 +98,7 @@ def test_wide_tree(tmp_path: Path) -> None:
     assert not w.exists()
 
 
+@pytest.mark.host  # unshare (util-linux)
 def test_mount_points_are_never_entered(tmp_path: Path) -> None:
     """A filesystem mounted inside the tree (in a private mount namespace made with
     ``unshare -rm``, so this runs unprivileged) stops the removal; its files survive."""

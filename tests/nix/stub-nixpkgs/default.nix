@@ -64,6 +64,7 @@ let
     bubblewrap = run "bubblewrap" "mkdir -p $out/bin && ln -s ${host.bwrap} $out/bin/bwrap" { };
     dtach = run "dtach" "mkdir -p $out/bin && ln -s ${host.dtach} $out/bin/dtach" { };
     libseccomp = placeholder "libseccomp";
+    git = placeholder "git";
 
     claude-code = checkLicense (fakeAgent { pname = "claude-code"; exe = "claude"; free = false; });
     codex = fakeAgent { pname = "codex"; exe = "codex"; };
