@@ -46,10 +46,17 @@ let
   '';
   hookArgs = if agent == null then "" else
     "--agent ${preset} --command ${exe} --wrapper ${wrapper}/bin/${exe}";
+  # agent-sandbox is a Python application: in `packages` itself, the Python setup hook
+  # would export its PYTHONPATH, PYTHONHASHSEED, PYTHONNOUSERSITE and interpreter into the
+  # user's shell. A link to its command propagates nothing.
+  command = pkgs.runCommand "agent-sandbox-command" { } ''
+    mkdir -p $out/bin
+    ln -s ${sandbox} $out/bin/agent-sandbox
+  '';
 in
-pkgs.mkShell {
+pkgs.mkShellNoCC {
   inherit name;
-  packages = (if agent == null then [ ] else [ wrapper ]) ++ [ agent-sandbox ] ++ packages;
+  packages = (if agent == null then [ ] else [ wrapper ]) ++ [ command ] ++ packages;
   shellHook = ''
     eval "$(${sandbox} shell-hook ${hookArgs})"
   '' + shellHook;

@@ -48,6 +48,27 @@ def test_agent_command_runs_confined(flake: Flake, shell: str, env: Env,
     assert f"fake-{command} env: IN_NIX_SHELL=unset shellHook= TMPDIR=/tmp" in out
 
 
+_PYTHON_VARIABLES = ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONNOUSERSITE", "PYTHONHOME")
+
+
+@pytest.mark.parametrize("shell", ["default", "claude-code"])
+def test_the_shells_leak_no_python_and_no_compiler(flake: Flake, shell: str, env: Env,
+                                                   project: Path) -> None:
+    """agent-sandbox is a Python application: in a shell's packages, nixpkgs' Python setup
+    hook would export its Python environment into the user's shell (and into an agent run
+    with AGENT_SANDBOX=false). The stub models that propagation; the shells must not
+    trigger it, nor bring a C compiler (mkShellNoCC)."""
+    script = ('for v in ' + " ".join(_PYTHON_VARIABLES) + '; do eval "echo $v=\\${$v-unset}"; '
+              'done; echo "$PATH" | tr : "\\n" | grep -e -python3- -e gcc-wrapper || true; '
+              'command -v agent-sandbox')
+    status, out = flake.develop(shell, "sh", "-c", script, env=env.vars, cwd=project)
+    assert status == 0, out
+    for name in _PYTHON_VARIABLES:
+        assert f"{name}=unset" in out, out
+    assert "-python3-" not in out and "gcc-wrapper" not in out, out
+    assert re.search(r"^/nix/store/\S+/bin/agent-sandbox\r?$", out, re.M), out
+
+
 def test_escape_hatch_runs_unconfined_loudly_and_is_logged(flake: Flake, env: Env,
                                                            project: Path) -> None:
     state = env.home / "state"

@@ -17,7 +17,8 @@ STUB = REPO / "tests" / "nix" / "stub-nixpkgs"
 
 REAL_PACKAGES = {
     "claude-code", "codex", "aider-chat", "opencode", "gemini-cli",  # pkgs/by-name
-    "bubblewrap", "dtach", "libseccomp", "bashInteractive", "git",
+    "bubblewrap", "dtach", "libseccomp", "bashInteractive", "git", "python3", "stdenv",
+    "mkShellNoCC", "runCommand",
     "callPackage", "mkShell", "writeShellScriptBin", "lib", "python3Packages",
 }
 REAL_PYTHON = {

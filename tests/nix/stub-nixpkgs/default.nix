@@ -17,6 +17,7 @@ let
   } // env);
 
   placeholder = name: run name "echo 'stub nixpkgs: ${name} is not buildable offline' >&2; exit 1" { };
+  pythonPlaceholder = name: placeholder name // { pythonModule = true; };
 
   # A fake agent: prints how it was run, and whether it is inside agent-sandbox.
   fakeAgent = { pname, exe, free ? true }: run pname ''
@@ -39,6 +40,28 @@ let
   checkLicense = drv: if allowed drv then drv
     else throw "stub nixpkgs: ${drv.name} has an unfree license and is not allowed";
 
+  shell = cc: { name ? "nix-shell", packages ? [ ], shellHook ? "", ... }:
+    let
+      closure = map (x: x.pkg) (builtins.genericClosure {
+        startSet = map (p: { key = p.outPath; pkg = p; }) packages;
+        operator = item: map (p: { key = p.outPath; pkg = p; })
+          (item.pkg.propagatedBuildInputs or [ ]);
+      });
+      modules = builtins.filter (p: p.pythonModule or false) closure;
+      interpreters = builtins.filter (p: p.isPythonInterpreter or false) closure;
+      sitePackages = p: builtins.unsafeDiscardStringContext "${p}/lib/python3.13/site-packages";
+    in
+    run name "echo > $out" ({
+      PATH = lib.makeBinPath (packages ++ interpreters ++ (if cc == null then [ ] else [ cc ]));
+      outputs = [ "out" ]; # `nix develop` writes the environment to each of $outputs
+      inherit shellHook;
+    } // (if modules == [ ] then { } else {
+      PYTHONPATH = builtins.concatStringsSep ":" (map sitePackages modules);
+    }) // (if interpreters == [ ] then { } else {
+      PYTHONHASHSEED = "0";
+      PYTHONNOUSERSITE = "1";
+    }));
+
   base = self: {
     inherit lib;
 
@@ -46,19 +69,28 @@ let
       let f = if builtins.isFunction fn then fn else import fn;
       in f (builtins.intersectAttrs (builtins.functionArgs f) self // overrides);
 
+    runCommand = name: env: script: run name script env;
+
     writeShellScriptBin = name: text: run name ''
       mkdir -p $out/bin
       printf '%s\n' '#!/bin/bash' "$text" > $out/bin/${name}
       chmod +x $out/bin/${name}
     '' { inherit text; };
 
-    # Like nixpkgs' mkShell: only what `nix develop` reads (PATH from packages, shellHook).
-    mkShell = { name ? "nix-shell", packages ? [ ], shellHook ? "", ... }:
-      run name "echo > $out" {
-        PATH = lib.makeBinPath packages;
-        outputs = [ "out" ]; # `nix develop` writes the environment to each of $outputs
-        inherit shellHook;
-      };
+    # Like nixpkgs' mkShell: what `nix develop` reads (PATH from packages, shellHook), and
+    # what the setup hooks of the packages and everything they propagate export into the
+    # shell: Python's hook puts each Python module's site-packages on PYTHONPATH and sets
+    # PYTHONHASHSEED and PYTHONNOUSERSITE, and the interpreter lands on PATH
+    # (pkgs/development/interpreters/python/setup-hook.sh). mkShell also brings a C
+    # compiler (stdenv.cc); mkShellNoCC does not. The module paths are not built: only the
+    # variables' values matter here.
+    mkShell = shell self.stdenv.cc;
+    mkShellNoCC = shell null;
+
+    stdenv.cc = run "gcc-wrapper-14" "mkdir -p $out/bin" { };
+    python3 = run "python3-3.13" ''
+      mkdir -p $out/bin && ln -s ${host.python} $out/bin/python3.13 && ln -s python3.13 $out/bin/python3
+    '' { } // { isPythonInterpreter = true; };
 
     bashInteractive = run "bash-interactive" "mkdir -p $out/bin && ln -s /bin/bash $out/bin/bash" { };
     bubblewrap = run "bubblewrap" "mkdir -p $out/bin && ln -s ${host.bwrap} $out/bin/bwrap" { };
@@ -75,7 +107,10 @@ let
     python3Packages = {
       # The application runs from its store source with the host's Python; its PATH prefix
       # (makeWrapperArgs) is honoured as nixpkgs' wrapper would.
-      buildPythonApplication = { pname, version, src, makeWrapperArgs ? [ ], meta ? { }, ... }:
+      # Like nixpkgs', both propagate the interpreter and their dependencies (which is
+      # how an application in a shell's packages exports its Python environment).
+      buildPythonApplication = { pname, version, src, makeWrapperArgs ? [ ], meta ? { },
+                                 dependencies ? [ ], ... }:
         run "${pname}-${version}" ''
           mkdir -p $out/bin
           printf '%s\n' '#!/bin/bash' \
@@ -83,11 +118,15 @@ let
             'export PYTHONPATH=${src}' \
             'exec ${host.python} -m agent_sandbox "$@"' > $out/bin/agent-sandbox
           chmod +x $out/bin/agent-sandbox
-        '' { } // { inherit pname version meta; };
-      buildPythonPackage = { pname, version, ... }: placeholder "python3-${pname}-${version}";
+        '' { } // {
+          inherit pname version meta;
+          pythonModule = true;
+          propagatedBuildInputs = [ self.python3 ] ++ dependencies;
+        };
+      buildPythonPackage = { pname, version, ... }: pythonPlaceholder "python3-${pname}-${version}";
       fetchPypi = { pname, version, ... }: placeholder "${pname}-${version}.tar.gz";
       setuptools = placeholder "setuptools";
-      dnslib = placeholder "dnslib";
+      dnslib = pythonPlaceholder "python3-dnslib";
       pytestCheckHook = placeholder "pytest-check-hook";
       pytest-timeout = placeholder "pytest-timeout";
       pexpect = placeholder "pexpect";
