@@ -17,23 +17,26 @@
     in
     {
       lib.mkAgentShell = import ./nix/mk-agent-shell.nix;
+      lib.wrapAgent = import ./nix/wrap-agent.nix;
 
       overlays.default = final: prev: {
         agent-sandbox = final.callPackage ./nix/package.nix { };
       };
 
+      # Each agent confined (lib.wrapAgent): `nix run .#claude-code`, or installed with
+      # home.packages / environment.systemPackages (see the modules).
       packages = forAllSystems (system:
         let pkgs = pkgsFor system; in {
           default = pkgs.agent-sandbox;
           agent-sandbox = pkgs.agent-sandbox;
-        });
+        } // builtins.mapAttrs (_: a: self.lib.wrapAgent ({ inherit pkgs; } // a))
+          (import ./nix/agents.nix pkgs));
 
-      apps = forAllSystems (system: {
-        default = {
+      apps = forAllSystems (system:
+        builtins.mapAttrs (_: drv: {
           type = "app";
-          program = "${self.packages.${system}.default}/bin/agent-sandbox";
-        };
-      });
+          program = "${drv}/bin/${drv.meta.mainProgram}";
+        }) self.packages.${system});
 
       devShells = forAllSystems (system:
         let

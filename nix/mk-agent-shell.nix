@@ -9,9 +9,9 @@
 #     shellHook = "";        # appended to ours
 #   }
 #
-# The agent is not put on PATH: a wrapper of the same name is, and it runs the agent's store
-# path through agent-sandbox. A wrapper executable (not a shell function) is what `nix develop
-# -c`, scripts and direnv's `use flake` all see.
+# The agent is not put on PATH: its confined package (lib.wrapAgent) is, whose command of
+# the same name runs the agent's store path through agent-sandbox. A wrapper executable
+# (not a shell function) is what `nix develop -c`, scripts and direnv's `use flake` all see.
 { pkgs
 , agent ? null
 , exe ? if agent == null then null else agent.meta.mainProgram or agent.pname
@@ -24,26 +24,7 @@
 
 let
   sandbox = "${agent-sandbox}/bin/agent-sandbox";
-  real = "${agent}/bin/${exe}";
-  # Inside agent-sandbox already, never nest. The marker is a variable anyone can set, and
-  # a seccomp filter alone is common (containers, systemd services): the wrapper wants all
-  # of what agent-sandbox makes together: the marker, a seccomp filter with no_new_privs,
-  # a user namespace mapping one uid, and the hostname agent-sandbox.
-  wrapper = pkgs.writeShellScriptBin exe ''
-    inside() {
-      [ -n "''${AGENT_SANDBOX_ACTIVE-}" ] || return 1
-      local key value seccomp= nnp= maps=0 count= line= host=
-      while read -r key value; do
-        case $key in Seccomp:) seccomp=$value ;; NoNewPrivs:) nnp=$value ;; esac
-      done < /proc/self/status
-      while read -r _ _ line; do maps=$((maps + 1)); count=$line; done < /proc/self/uid_map
-      read -r host < /proc/sys/kernel/hostname
-      [ "$seccomp" = 2 ] && [ "$nnp" = 1 ] && [ "$maps" = 1 ] && [ "$count" = 1 ] &&
-        [ "$host" = agent-sandbox ]
-    }
-    if inside; then exec ${real} "$@"; fi
-    exec ${sandbox} agent-wrapper --agent ${preset} -- ${real} "$@"
-  '';
+  wrapper = import ./wrap-agent.nix { inherit pkgs agent exe preset agent-sandbox; };
   hookArgs = if agent == null then "" else
     "--agent ${preset} --command ${exe} --wrapper ${wrapper}/bin/${exe}";
   # agent-sandbox is a Python application: in `packages` itself, the Python setup hook

@@ -1,8 +1,3 @@
 # nix develop .#aider: `aider` runs Aider confined by agent-sandbox.
 { pkgs, mkAgentShell }:
-mkAgentShell {
-  inherit pkgs;
-  agent = pkgs.aider-chat;
-  exe = "aider";
-  preset = "aider";
-}
+mkAgentShell ({ inherit pkgs; } // (import ../nix/agents.nix pkgs).aider)

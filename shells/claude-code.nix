@@ -1,8 +1,3 @@
 # nix develop .#claude-code: `claude` runs Claude Code confined by agent-sandbox.
 { pkgs, mkAgentShell }:
-mkAgentShell {
-  inherit pkgs;
-  agent = pkgs.claude-code;
-  exe = "claude";
-  preset = "claude";
-}
+mkAgentShell ({ inherit pkgs; } // (import ../nix/agents.nix pkgs).claude-code)

@@ -1,8 +1,3 @@
 # nix develop .#codex: `codex` runs Codex confined by agent-sandbox.
 { pkgs, mkAgentShell }:
-mkAgentShell {
-  inherit pkgs;
-  agent = pkgs.codex;
-  exe = "codex";
-  preset = "codex";
-}
+mkAgentShell ({ inherit pkgs; } // (import ../nix/agents.nix pkgs).codex)

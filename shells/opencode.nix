@@ -1,8 +1,3 @@
 # nix develop .#opencode: `opencode` runs OpenCode confined by agent-sandbox.
 { pkgs, mkAgentShell }:
-mkAgentShell {
-  inherit pkgs;
-  agent = pkgs.opencode;
-  exe = "opencode";
-  preset = "opencode";
-}
+mkAgentShell ({ inherit pkgs; } // (import ../nix/agents.nix pkgs).opencode)

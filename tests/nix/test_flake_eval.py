@@ -23,9 +23,9 @@ def test_flake_show_lists_every_output(flake: Flake, env: Env, project: Path) ->
     outputs = json.loads(shown.stdout)
     assert set(outputs) == {"packages", "devShells", "apps", "checks", "overlays", "lib"}
     for system in SYSTEMS:
-        assert set(outputs["packages"][system]) == {"default", "agent-sandbox"}
+        assert set(outputs["packages"][system]) == {"default", "agent-sandbox", *SHELLS}
         assert set(outputs["devShells"][system]) == {"default", *SHELLS}
-        assert set(outputs["apps"][system]) == {"default"}
+        assert set(outputs["apps"][system]) == {"default", "agent-sandbox", *SHELLS}
         assert set(outputs["checks"][system]) == {"agent-sandbox"}
     assert set(outputs["overlays"]) == {"default"}
 
@@ -53,6 +53,28 @@ def test_mk_agent_shell_with_another_nixpkgs(flake: Flake, env: Env, project: Pa
     assert "fake-codex argv: mine" in out
     assert "fake-codex marker=1 seccomp=2" in out
     assert "preset codex" in out
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("agent", sorted(SHELLS))
+def test_nix_run_starts_the_agent_confined(flake: Flake, agent: str, env: Env,
+                                           project: Path) -> None:
+    """`nix run .#<agent>`: the confined package (lib.wrapAgent) as an app."""
+    command = SHELLS[agent][0]
+    done = flake.nix("run", flake.ref(agent), *flake.override, "--", "--version",
+                     env=env.vars, cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert f"fake-{command} argv: --version" in done.stdout
+    assert f"fake-{command} marker=1 seccomp=2" in done.stdout, done.stdout
+
+
+def test_wrap_agent_installs_like_the_agent(flake: Flake, env: Env, project: Path) -> None:
+    """meta.mainProgram is the command, the unwrapped agent stays reachable."""
+    done = flake.nix("eval", "--json", flake.ref("packages.x86_64-linux.codex"), "--apply",
+                     "p: [ p.meta.mainProgram p.unwrapped.pname p.preset ]", *flake.override,
+                     env=env.vars, cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["codex", "codex", "codex"]
 
 
 def test_claude_code_passes_the_unfree_predicate(flake: Flake, env: Env,

@@ -54,7 +54,7 @@ def _used(name: str, text: str) -> dict[str, set[str]]:
     python = set(re.findall(rf"python3Packages\.{IDENT}", code))
     for group in re.findall(r"with python3Packages;\s*\[([^\]]*)\]", code):
         python |= set(group.split())
-    lib = set(re.findall(rf"\blib\.{IDENT}", code)) - {"mkAgentShell"}  # ours
+    lib = set(re.findall(rf"\blib\.{IDENT}", code)) - {"mkAgentShell", "wrapAgent"}  # ours
     return {"packages": packages, "python": python, "lib": lib}
 
 

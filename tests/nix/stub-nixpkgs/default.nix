@@ -69,7 +69,9 @@ let
       let f = if builtins.isFunction fn then fn else import fn;
       in f (builtins.intersectAttrs (builtins.functionArgs f) self // overrides);
 
-    runCommand = name: env: script: run name script env;
+    runCommand = name: env: script:
+      run name script (removeAttrs env [ "meta" "passthru" ])
+      // (env.passthru or { }) // { meta = env.meta or { }; };
 
     writeShellScriptBin = name: text: run name ''
       mkdir -p $out/bin
