@@ -7,12 +7,13 @@
     let
       systems = [ "x86_64-linux" "aarch64-linux" ];
       forAllSystems = nixpkgs.lib.genAttrs systems;
-      pkgsFor = system: import nixpkgs {
+      # One nixpkgs per system, shared by every output below.
+      pkgsBySystem = forAllSystems (system: import nixpkgs {
         inherit system;
         overlays = [ self.overlays.default ];
         # Claude Code is the only unfree package a shell here needs.
         config.allowUnfreePredicate = pkg: builtins.elem (nixpkgs.lib.getName pkg) [ "claude-code" ];
-      };
+      });
       shellNames = [ "default" "claude-code" "codex" "aider" "opencode" "gemini" ];
     in
     {
@@ -23,10 +24,19 @@
         agent-sandbox = final.callPackage ./nix/package.nix { };
       };
 
+      # programs.agent-sandbox = { enable; package; agents; settings; } (nix/module.nix).
+      nixosModules.default = import ./nix/module.nix "nixos";
+      homeManagerModules.default = import ./nix/module.nix "home-manager";
+
+      templates.default = {
+        path = ./templates/default;
+        description = "a project whose dev shell runs an agent confined by agent-sandbox";
+      };
+
       # Each agent confined (lib.wrapAgent): `nix run .#claude-code`, or installed with
       # home.packages / environment.systemPackages (see the modules).
       packages = forAllSystems (system:
-        let pkgs = pkgsFor system; in {
+        let pkgs = pkgsBySystem.${system}; in {
           default = pkgs.agent-sandbox;
           agent-sandbox = pkgs.agent-sandbox;
         } // builtins.mapAttrs (_: a: self.lib.wrapAgent ({ inherit pkgs; } // a))
@@ -40,17 +50,20 @@
 
       devShells = forAllSystems (system:
         let
-          pkgs = pkgsFor system;
           mkShell = shell: import (./shells + "/${shell}.nix") {
-            inherit pkgs;
+            pkgs = pkgsBySystem.${system};
             inherit (self.lib) mkAgentShell;
           };
         in
         nixpkgs.lib.genAttrs shellNames mkShell);
 
-      # The package's build runs the unit tests (see nix/package.nix).
+      formatter = forAllSystems (system: pkgsBySystem.${system}.nixfmt);
+
+      # The package (whose build runs the unit tests, see nix/package.nix) and every dev
+      # shell: `nix flake check` builds them all.
       checks = forAllSystems (system: {
         agent-sandbox = self.packages.${system}.default;
-      });
+      } // nixpkgs.lib.mapAttrs' (name: shell: nixpkgs.lib.nameValuePair "devShell-${name}" shell)
+        self.devShells.${system});
     };
 }

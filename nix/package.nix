@@ -1,6 +1,11 @@
 # agent-sandbox as a Python application, with bubblewrap and dtach on its PATH.
 # Used by the flake's overlay and by lib.mkAgentShell for other flakes' nixpkgs.
-{ lib, python3Packages, bubblewrap, dtach, libseccomp, git }:
+# pyseccomp: null builds ours (below); `agent-sandbox.override { pyseccomp = ...; }` takes
+# another build of it. nixpkgs' own libseccomp bindings (python3Packages.libseccomp) would
+# not fit: they are the `seccomp` module, built with Cython from libseccomp's source,
+# while agent-sandbox uses pyseccomp's ctypes module only on a cold cache (it compiles the
+# filter once, then loads the cached program without libseccomp).
+{ lib, python3Packages, bubblewrap, dtach, libseccomp, git, pyseccomp ? null }:
 
 let
   project = (builtins.fromTOML (builtins.readFile ../pyproject.toml)).project;
@@ -8,7 +13,7 @@ let
   # pyseccomp is not in nixpkgs. It finds libseccomp with ctypes.util.find_library, which
   # nixpkgs' Python cannot do at run time (no ldconfig), so the library's store path is
   # patched in.
-  pyseccomp = python3Packages.buildPythonPackage rec {
+  ourPyseccomp = python3Packages.buildPythonPackage rec {
     pname = "pyseccomp";
     version = "0.1.2";
     pyproject = true;
@@ -29,10 +34,25 @@ python3Packages.buildPythonApplication {
   pname = project.name;
   inherit (project) version;
   pyproject = true;
-  src = ../.;
+  # Only what the build and its check phase read: a change to the flake, the shells or
+  # the docs' prose does not rebuild the package.
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../pyproject.toml
+      ../README.md
+      ../agent_sandbox
+      ../tests
+      ../scripts
+      ../docs
+    ];
+  };
 
   build-system = [ python3Packages.setuptools ];
-  dependencies = [ pyseccomp python3Packages.dnslib ];
+  dependencies = [
+    (if pyseccomp == null then ourPyseccomp else pyseccomp)
+    python3Packages.dnslib
+  ];
   # dtach serves detached sessions (--detach, attach).
   makeWrapperArgs = [ "--prefix" "PATH" ":" (lib.makeBinPath [ bubblewrap dtach ]) ];
 

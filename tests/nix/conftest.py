@@ -24,7 +24,7 @@ from tests.conftest import IS_ROOT
 REPO = Path(__file__).resolve().parents[2]
 STUB = Path(__file__).resolve().parent / "stub-nixpkgs"
 FLAKE_FILES = ("flake.nix", "flake.lock", "pyproject.toml", "README.md", "nix", "shells",
-               "agent_sandbox")
+               "agent_sandbox", "tests", "scripts", "docs", "templates")
 DAEMON_SOCKET = "/nix/var/nix/daemon-socket/socket"
 SHELLS = {  # devShell -> (command, preset)
     "claude-code": ("claude", "claude"),

@@ -69,10 +69,16 @@ def _bwrap() -> str:
     return found
 
 
+def source_files() -> list[str]:
+    """What the package's src holds: the paths its ``lib.fileset.unions`` names."""
+    found = re.search(r"fileset\.unions\s*\[(.*?)\]", PACKAGE.read_text(), re.S)
+    assert found is not None, "nix/package.nix narrows src with lib.fileset"
+    return re.findall(r"\.\./([\w.-]+)", found.group(1))
+
+
 def _source_copy(dest: Path) -> None:
-    """What the package's src holds for the tests: the code, the tests, the metadata."""
-    for name in ("agent_sandbox", "tests", "scripts", "pyproject.toml", "README.md", "docs",
-                 "nix", "shells", "flake.nix", "flake.lock"):
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in source_files():
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, symlinks=True,

@@ -21,12 +21,14 @@ def test_flake_show_lists_every_output(flake: Flake, env: Env, project: Path) ->
                       env=env.vars, cwd=project)
     assert shown.returncode == 0, shown.stderr
     outputs = json.loads(shown.stdout)
-    assert set(outputs) == {"packages", "devShells", "apps", "checks", "overlays", "lib"}
+    assert set(outputs) == {"packages", "devShells", "apps", "checks", "overlays", "lib",
+                            "formatter", "nixosModules", "homeManagerModules", "templates"}
     for system in SYSTEMS:
         assert set(outputs["packages"][system]) == {"default", "agent-sandbox", *SHELLS}
         assert set(outputs["devShells"][system]) == {"default", *SHELLS}
         assert set(outputs["apps"][system]) == {"default", "agent-sandbox", *SHELLS}
-        assert set(outputs["checks"][system]) == {"agent-sandbox"}
+        assert set(outputs["checks"][system]) == {"agent-sandbox", "devShell-default",
+                                                  *(f"devShell-{s}" for s in SHELLS)}
     assert set(outputs["overlays"]) == {"default"}
 
 

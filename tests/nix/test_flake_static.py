@@ -18,14 +18,16 @@ STUB = REPO / "tests" / "nix" / "stub-nixpkgs"
 REAL_PACKAGES = {
     "claude-code", "codex", "aider-chat", "opencode", "gemini-cli",  # pkgs/by-name
     "bubblewrap", "dtach", "libseccomp", "bashInteractive", "git", "python3", "stdenv",
-    "mkShellNoCC", "runCommand",
+    "mkShellNoCC", "runCommand", "nixfmt", "formats",
     "callPackage", "mkShell", "writeShellScriptBin", "lib", "python3Packages",
 }
 REAL_PYTHON = {
     "buildPythonApplication", "buildPythonPackage", "fetchPypi", "setuptools", "dnslib",
     "pytestCheckHook", "pytest-timeout", "pexpect", "hypothesis", "trustme",
 }
-REAL_LIB = {"genAttrs", "getName", "getLib", "makeBinPath", "licenses", "platforms"}
+REAL_LIB = {"genAttrs", "getName", "getLib", "makeBinPath", "licenses", "platforms",
+            "nameValuePair", "mapAttrs'", "hasPrefix", "fileset", "mkOption", "mkEnableOption",
+            "mkIf", "types", "literalExpression", "evalModules"}
 
 # nixos-unstable as locked by a public flake (jhhuh/claude-code-nix-sandbox, 2026-08-22).
 PINNED = {
@@ -50,7 +52,8 @@ def _used(name: str, text: str) -> dict[str, set[str]]:
     if name == "nix/package.nix":  # callPackage fills its arguments from nixpkgs
         head = re.match(r"\s*\{([^}]*)\}\s*:", code)
         assert head, name
-        packages |= {arg.strip() for arg in head.group(1).split(",")}
+        # (an argument with a default is ours to give: `pyseccomp ? null`)
+        packages |= {arg.strip() for arg in head.group(1).split(",") if "?" not in arg}
     python = set(re.findall(rf"python3Packages\.{IDENT}", code))
     for group in re.findall(r"with python3Packages;\s*\[([^\]]*)\]", code):
         python |= set(group.split())

@@ -3,6 +3,7 @@ resolver: a denied name never causes a lookup; answers in refused ranges are nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -239,7 +240,7 @@ def test_the_dns_responder_answers_queries_sent_before_it_ran(tmp_path: Path) ->
 def test_leaving_serving_closes_open_connections_and_stops_the_thread(tmp_path: Path) -> None:
     log = DecisionLog("test", str(tmp_path / "log.jsonl"))
     net = Network((), (), log)
-    with socket.create_server(("127.0.0.1", 0)) as listener:
+    with contextlib.closing(log), socket.create_server(("127.0.0.1", 0)) as listener:
         with serving(net, Listeners(proxy=listener), (), lambda: socket.socket()):
             client = socket.create_connection(listener.getsockname(), timeout=10)
             client.sendall(b"CONNECT ")  # a head in progress: its handler waits for more
@@ -247,8 +248,9 @@ def test_leaving_serving_closes_open_connections_and_stops_the_thread(tmp_path: 
             while net.active == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert net.active == 1
-        with client:
-            assert client.recv(100) == b""  # closed by the server, well before its timeout
-    log.close()
+        # Closed by the server, well before its timeout: an end of stream, or a reset when
+        # the close found the head's bytes still unread.
+        with client, contextlib.suppress(ConnectionResetError):
+            assert client.recv(100) == b""
     assert net.active == 0
     assert "agent-sandbox-network" not in [t.name for t in threading.enumerate()]

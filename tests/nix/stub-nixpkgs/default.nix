@@ -69,6 +69,17 @@ let
       let f = if builtins.isFunction fn then fn else import fn;
       in f (builtins.intersectAttrs (builtins.functionArgs f) self // overrides);
 
+    # pkgs.formats.toml: a value type and a generator; the stub writes the flat tables
+    # agent-sandbox's configuration has (TOML reads JSON's strings, numbers, booleans and
+    # arrays as they are).
+    formats.toml = { }: {
+      type = lib.types.attrs;
+      generate = name: value: run name ''printf '%s' "$text" > $out'' {
+        text = builtins.concatStringsSep "" (map (k: "${k} = ${builtins.toJSON value.${k}}\n")
+          (builtins.attrNames value));
+      };
+    };
+
     runCommand = name: env: script:
       run name script (removeAttrs env [ "meta" "passthru" ])
       // (env.passthru or { }) // { meta = env.meta or { }; };
@@ -99,6 +110,7 @@ let
     dtach = run "dtach" "mkdir -p $out/bin && ln -s ${host.dtach} $out/bin/dtach" { };
     libseccomp = placeholder "libseccomp";
     git = placeholder "git";
+    nixfmt = placeholder "nixfmt";
 
     claude-code = checkLicense (fakeAgent { pname = "claude-code"; exe = "claude"; free = false; });
     codex = fakeAgent { pname = "codex"; exe = "codex"; };
