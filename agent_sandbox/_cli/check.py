@@ -150,6 +150,34 @@ def root_caller(path: str) -> Finding:
                    f"not 0; idmapped mounts work for {path}")
 
 
+# Current nixpkgs aborts evaluation on older Nix (lib/minver.nix).
+NIXPKGS_MIN_NIX = (2, 18)
+
+
+def nix_version() -> Finding | None:
+    """With the flake's packages or shells in use (agent-sandbox from the Nix store, or in a
+    ``nix develop`` shell): whether this Nix can evaluate current nixpkgs at all."""
+    import agent_sandbox
+
+    if not (agent_sandbox.__file__.startswith("/nix/store/") or os.environ.get("IN_NIX_SHELL")):
+        return None
+    try:
+        out = subprocess.run(["nix", "--version"], capture_output=True, text=True, timeout=10,
+                             check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return Finding("nix", INFO, "no nix on PATH")
+    found = re.search(r"(\d+)\.(\d+)(?:\.\d+)?", out)
+    if found is None:
+        return Finding("nix", INFO, f"unknown version: {out.strip()!r}")
+    version = (int(found.group(1)), int(found.group(2)))
+    need = ".".join(map(str, NIXPKGS_MIN_NIX))
+    if version < NIXPKGS_MIN_NIX:
+        return Finding("nix", WARN, f"nix {found.group(0)} is too old for current nixpkgs "
+                       f"(>= {need}): the flake's packages and shells will not evaluate "
+                       "with it; docs/nix.md says how to get a current Nix")
+    return Finding("nix", OK, f"nix {found.group(0)} (nixpkgs needs >= {need})")
+
+
 def collect() -> list[Finding]:
     findings: list[Finding] = []
     bwrap_findings, bwrap = _bwrap_findings()
@@ -170,6 +198,9 @@ def collect() -> list[Finding]:
     findings.append(Finding("kernel", INFO, os.uname().release))
     findings.append(_cgroup())
     findings.append(root_caller(os.getcwd()))
+    nix = nix_version()
+    if nix is not None:
+        findings.append(nix)
     return findings
 
 

@@ -41,6 +41,23 @@ def test_check_says_which_way_cgroup_limits_take(project: Path, env: Env) -> Non
         assert found["detail"].endswith(f"limits are unavailable here: {way.why_not}")
 
 
+@pytest.mark.parametrize("version, status", [("2.8.0", "warn"), ("2.24.10", "ok")])
+def test_check_reports_a_nix_too_old_for_nixpkgs_in_a_nix_shell(
+        project: Path, env: Env, tmp_path: Path, version: str, status: str) -> None:
+    bindir = tmp_path / "fake-nix"
+    bindir.mkdir()
+    (bindir / "nix").write_text(f"#!/bin/sh\necho 'nix (Nix) {version}'\n")
+    (bindir / "nix").chmod(0o755)
+    environ = env.with_(IN_NIX_SHELL="impure", PATH=f"{bindir}:{env.vars['PATH']}")
+    done = run_cli(["--check", "--json"], cwd=project, env=environ)
+    [found] = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "nix"]
+    assert found["status"] == status, found
+    assert version in found["detail"] and ">= 2.18" in found["detail"]
+    # Outside Nix shells (and not run from the store), nothing is said about nix.
+    plain = run_cli(["--check", "--json"], cwd=project, env=env.vars)
+    assert "nix" not in [c["name"] for c in json.loads(plain.stdout)["checks"]]
+
+
 def test_check_table(project: Path, env: Env) -> None:
     done = run_cli(["--check"], cwd=project, env=env.vars)
     assert done.returncode == 0
