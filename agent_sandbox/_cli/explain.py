@@ -246,7 +246,7 @@ def layer_of(m: Mounted, o: Origins) -> str:
     if m.verb == "--bind" and m.dest == m.source == o.policy.project:
         return o.project
     if m.dest == o.home and o.policy.agent_home:
-        return f"the {o.policy.agent} preset (its own home)"
+        return f"the {o.policy.agent} preset (its home for this project, {o.policy.agent_home})"
     if m.op.why.startswith(INSTALL_ORIGIN):
         setting = o.settings.get("show_command_install")
         return ("show_command_install: the command's installation, found from its layout on "

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
              "hide", "env", "allow_nested_userns", "gpu", "best_effort", "memory", "pids",
-             "cpus", "timeout", "nofile", "fsize", "home_size", "git_token_file",
+             "cpus", "timeout", "nofile", "fsize", "home_size", "agent_home_size",
+             "git_token_file",
              "root_stays_root", "show_command_install")
 
 
@@ -74,7 +75,8 @@ def policy_from(args: argparse.Namespace, s: Mapping[str, Any], *, command: Sequ
                         publish=s.get("publish", ()),
                         limits={n: s.get(n) for n in LIMIT_KEYS} if limits else {},
                         best_effort=s.get("best_effort", False), gpu=s.get("gpu", False),
-                        home_size=s.get("home_size"), agent=agent,
+                        home_size=s.get("home_size"),
+                        agent_home_size=s.get("agent_home_size"), agent=agent,
                         git_token_file=s.get("git_token_file"),
                         share_agent_state=args.share_agent_state,
                         root_stays_root=s.get("root_stays_root", False),

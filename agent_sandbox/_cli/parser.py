@@ -85,6 +85,8 @@ def _parser() -> _Parser:
                         help="stop the command after DURATION (90, 30m, 2h): exit status 124")
     limits.add_argument("--home-size", metavar="SIZE", help="size cap of the tmpfs $HOME "
                         "(default 512M)")
+    limits.add_argument("--agent-home-size", metavar="SIZE", help="size cap of an agent "
+                        "preset's home for this project, kept between sessions (default 1G)")
     limits.add_argument("--nofile", metavar="N", help="open files cap (default 65536)")
     limits.add_argument("--fsize", metavar="SIZE", help="largest file the command may write "
                         "(default 16G); core dumps are always off")

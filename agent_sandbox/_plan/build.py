@@ -310,8 +310,9 @@ def _system(layout: HostLayout) -> Section:
 def _home_and_tmp(policy: Policy, view: HostView) -> Section:
     home = view.identity.home
     if policy.agent_home:
-        home_op = Op(("--bind", policy.agent_home, home),
-                     f"the {policy.agent} preset's own home (its state persists here)")
+        home_op = Op(("--perms", "0700", "--size", str(policy.agent_home_size), "--tmpfs",
+                      home), f"the {policy.agent} preset's home for this project: filled from "
+                     f"{policy.agent_home} at start, saved back at exit, size-capped")
     else:
         home_op = Op(("--perms", "0700", "--size", str(policy.home_size), "--tmpfs", home),
                      "empty, size-capped $HOME")

@@ -11,7 +11,6 @@ never touch your real home, and files the agent replaces by atomic rename (Claud
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -64,41 +63,28 @@ def load(name: str) -> Preset:
     )
 
 
-def agent_home(name: str, environ: Mapping[str, str]) -> str:
+def data_dir(environ: Mapping[str, str]) -> str:
+    """Where agent homes and logins live: ``$XDG_DATA_HOME/agent-sandbox``."""
     base = environ.get("XDG_DATA_HOME", "")
     if not base.startswith("/"):
         base = os.path.join(environ.get("HOME", os.path.expanduser("~")), ".local", "share")
-    return os.path.join(base, "agent-sandbox", "homes", name)
+    return os.path.join(base, "agent-sandbox")
 
 
-def prepare_home(preset: Preset, home: str, real_home: str) -> None:
-    """Create the agent's home on first use, with only the login copied from the real one.
+def project_key(project: str) -> str:
+    """``<base name>-<16 hex of the path's SHA-256>``: readable, and unique per path."""
+    import hashlib
 
-    Files are copied, never linked, and symlinks in the real home are not followed: the
-    agent's home holds nothing that points back into yours.
-    """
-    if os.path.isdir(home):
-        return
-    os.makedirs(home, mode=0o700)
-    for rel in preset.seed:
-        source = os.path.join(real_home, rel)
-        if os.path.isfile(source) and not os.path.islink(source):
-            target = os.path.join(home, rel)
-            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-            import shutil  # only when a home is first made: not on every launch
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in os.path.basename(project))
+    digest = hashlib.sha256(project.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{name[:40] or 'root'}-{digest}"
 
-            shutil.copyfile(source, target)
-            os.chmod(target, 0o600)
-    for rel, keys in preset.seed_json:
-        source = os.path.join(real_home, rel)
-        try:
-            with open(source, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            kept = {k: data[k] for k in keys if k in data}
-            target = os.path.join(home, rel)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(kept, f)
+
+def saved_home(agent: str, project: str, environ: Mapping[str, str]) -> str:
+    """The agent's home for ``project`` on the host (see ``_run.agent_home``)."""
+    return os.path.join(data_dir(environ), "agents", agent, project_key(project))
+
+
+def login_files(preset: Preset) -> tuple[str, ...]:
+    """The files that are the agent's login: shared by its projects."""
+    return (*preset.seed, *(rel for rel, _ in preset.seed_json))

@@ -21,6 +21,7 @@ from agent_sandbox._policy.limits import (
     parse_size,
 )
 from agent_sandbox._policy.values import (
+    DEFAULT_AGENT_HOME_SIZE,
     DEFAULT_HOME_SIZE,
     EnvRequest,
     Mount,
@@ -143,6 +144,7 @@ def build_policy(
     best_effort: bool = False,
     gpu: bool = False,
     home_size: str | None = None,
+    agent_home_size: str | None = None,
     environ: Mapping[str, str] | None = None,
     agent: str = "",
     share_agent_state: bool = False,
@@ -175,9 +177,11 @@ def build_policy(
                   cgroup_way),
         gpu=gpu,
         home_size=parse_size(home_size, "--home-size") if home_size else DEFAULT_HOME_SIZE,
+        agent_home_size=parse_size(agent_home_size, "--agent-home-size") if agent_home_size
+        else DEFAULT_AGENT_HOME_SIZE,
         git_token_file=_token_file(git_token_file, cwd) if git_token_file else "",
         **_agent_state(agent, share_agent_state, identity,
-                       os.environ if environ is None else environ),
+                       os.environ if environ is None else environ, project_dir),
         root_stays_root=root_stays_root,
     )
 
@@ -193,17 +197,17 @@ def _token_file(raw: str, cwd: str) -> str:
 
 
 def _agent_state(agent: str, share: bool, identity: Identity,
-                 environ: Mapping[str, str]) -> dict[str, Any]:
+                 environ: Mapping[str, str], project: str) -> dict[str, Any]:
     if not agent:
         if share:
             raise UsageError("--share-agent-state needs an agent preset (--agent NAME)")
         return {}
-    from agent_sandbox._policy.presets import agent_home, load
+    from agent_sandbox._policy.presets import load, saved_home
 
     if share:
         paths = [os.path.join(identity.home, rel) for rel in load(agent).state]
         return {"agent": agent, "shared_state": tuple(p for p in paths if os.path.exists(p))}
-    return {"agent": agent, "agent_home": agent_home(agent, environ)}
+    return {"agent": agent, "agent_home": saved_home(agent, project, environ)}
 
 
 def _limits(raw: Mapping[str, str | None], best_effort: bool, environ: Mapping[str, str],

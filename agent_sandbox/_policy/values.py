@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 # An empty tmpfs $HOME; agents fill it with caches, so leave room, but cap it (disk-fill DoS).
 DEFAULT_HOME_SIZE = 512 * 1024 * 1024
+# An agent preset's home for one project (kept between sessions, in memory during one).
+DEFAULT_AGENT_HOME_SIZE = 1024 * 1024 * 1024
 
 
 class NetMode(enum.Enum):
@@ -69,6 +71,7 @@ class Policy(NamedTuple):
     mounts: tuple[Mount, ...] = ()
     env: tuple[EnvRequest, ...] = ()
     home_size: int = DEFAULT_HOME_SIZE
+    agent_home_size: int = DEFAULT_AGENT_HOME_SIZE
     # Let the command create user namespaces (an agent's own inner sandbox). Off: a nested
     # user namespace + pivot_root can undo the read-only binds.
     allow_nested_userns: bool = False
@@ -84,8 +87,10 @@ class Policy(NamedTuple):
     cgroup_parent: str = ""
     systemd_run: str = ""
     gpu: bool = False
-    # The agent preset in use ("" for none), its own home bound at $HOME (or "": an empty
-    # tmpfs), and, with --share-agent-state, the real state paths bound read-write instead.
+    # The agent preset in use ("" for none), its saved home for this project, shown at
+    # $HOME as a tmpfs of agent_home_size the launcher fills and saves back (or "": an
+    # empty tmpfs), and, with --share-agent-state, the real state paths bound read-write
+    # instead.
     git_token_file: str = ""  # a token file for HTTPS git pushes (read-only inside)
     agent: str = ""
     agent_home: str = ""

@@ -307,12 +307,24 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
 
             cgroup = stack.enter_context(sandbox_cgroup(plan.policy.limits, os.environ,
                                                         launch_id))
+        home = None
+        if plan.policy.agent_home:
+            from agent_sandbox._policy.presets import load
+            from agent_sandbox._run.agent_home import AgentHome
+
+            home = AgentHome(load(plan.policy.agent), plan.policy.project,
+                             plan.policy.agent_home_size, dict(plan.env)["HOME"], os.environ,
+                             plan.command_uid)
+            for note in home.prepare():
+                if not quiet:
+                    say(f"{plan.policy.agent}: {note}")
+            stack.callback(home.close)
         block_write = -1
         own_options = ["--json-status-fd", str(status_write)]
-        if plan.net is not None or cgroup is not None:
+        if plan.net is not None or cgroup is not None or home is not None:
             # bwrap waits on the block pipe, after its setup and before the command, until
-            # the launcher has moved it into its cgroup and serves the network (or dies:
-            # then the sandbox dies with it).
+            # the launcher has moved it into its cgroup, serves the network and filled the
+            # agent's home (or dies: then the sandbox dies with it).
             block_read, block_write = os.pipe()
             stack.callback(os.close, block_write)
             values[BLOCK_FD] = str(block_read)
@@ -338,11 +350,6 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             staged, renamed = stage_map([values[w] if isinstance(w, Placeholder) else w
                                          for w in plan.staged_sources])
         args = [*own_options, *plan.bwrap_args(values, renamed)]
-        if plan.policy.agent_home:
-            from agent_sandbox._policy.presets import load, prepare_home
-
-            prepare_home(load(plan.policy.agent), plan.policy.agent_home,
-                         dict(plan.env)["HOME"])
         apply_rlimits(plan.policy.limits)
         try:
             pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
@@ -375,6 +382,8 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                     add_process(cgroup, init_pid)
                 if plan.net is not None:
                     net = stack.enter_context(network(plan.net, init_pid, log))
+                if home is not None:
+                    home.fill(init_pid, dict(plan.env)["HOME"])
             except BaseException:
                 # Never let the command run unserved or unlimited. The sandbox's first
                 # process goes first: it waits on the block pipe, and reads the end of it,
@@ -386,6 +395,10 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                 raise
             os.write(block_write, b"x")
         status, timed_out = _supervise(pid, init_pid, plan.policy.limits.timeout)
+        if home is not None:
+            for note in home.save():
+                if not quiet:
+                    say(f"{plan.policy.agent}: {note}")
         if timed_out:
             say(f"stopped: --timeout {plan.policy.limits.timeout:g}s reached")
             status = EXIT_TIMEOUT

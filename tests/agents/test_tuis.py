@@ -15,6 +15,7 @@ running them. TUIs repaint with cursor moves instead of spaces, so phrases are m
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from agent_sandbox._policy.presets import saved_home
 from tests.conftest import Env
 
 pytestmark = [pytest.mark.integration, pytest.mark.agents]
@@ -87,8 +89,9 @@ def _exit_status(child: pexpect.spawn, timeout: float = 30) -> int:
     return status
 
 
-def _agent_home(env: Env, agent: str) -> Path:
-    return env.home / ".local/share/agent-sandbox/homes" / agent
+def _agent_home(env: Env, agent: str, project: Path) -> Path:
+    """The agent's saved home for ``project`` (written back when the session ends)."""
+    return Path(saved_home(agent, os.path.realpath(project), env.vars))
 
 
 def _decisions(env: Env) -> list[dict[str, object]]:
@@ -120,7 +123,7 @@ def test_claude_code_first_run_reports_its_offline_api_error(
     assert _exit_status(child) == 1
     # The claude preset: its API was allowed (and unreachable), its state in its own home.
     assert _tried(env, "api.anthropic.com")
-    assert (_agent_home(env, "claude") / ".claude.json").exists()
+    assert (_agent_home(env, "claude", project) / ".claude.json").exists()
     assert not (env.home / ".claude.json").exists()
 
 
@@ -212,7 +215,7 @@ def test_codex_tui_offline_error_resize_and_ctrl_c(
     child.expect(_words("codex resume"))
     assert _exit_status(child) == 0
     assert _tried(env, "api.openai.com")
-    assert (_agent_home(env, "codex") / ".codex" / "auth.json").exists()
+    assert (_agent_home(env, "codex", cwd) / ".codex" / "auth.json").exists()
 
 
 # Gemini CLI ------------------------------------------------------------------------------

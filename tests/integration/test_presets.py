@@ -4,10 +4,12 @@ keeps state between runs and receives only the login; the real agents start insi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from agent_sandbox._policy.presets import saved_home
 from tests.conftest import Env, run_cli
 
 pytestmark = pytest.mark.integration
@@ -58,7 +60,8 @@ def test_the_claude_preset_by_name(project: Path, env: Env, fake_claude: Path) -
     assert "kept" in second.stdout.splitlines()  # its state persists between runs
     # ... in its own home, not the real one.
     assert not (env.home / ".claude" / "note").exists()
-    assert (env.home / ".local/share/agent-sandbox/homes/claude/.claude/note").exists()
+    saved = Path(saved_home("claude", os.path.realpath(project), env.vars))
+    assert (saved / ".claude" / "note").read_text() == "kept\n"
 
 
 def test_agent_none_and_unknown_presets(project: Path, env: Env, fake_claude: Path) -> None:

@@ -169,11 +169,13 @@ def test_the_layer_behind_the_rule(path: str, layer: str) -> None:
 
 
 def test_an_agent_home_is_the_preset_layer() -> None:
-    plan = _plan(agent="claude", agent_home="/home/alice/.local/share/agent-sandbox/claude")
+    saved = "/home/alice/.local/share/agent-sandbox/agents/claude/p-0123456789abcdef"
+    plan = _plan(agent="claude", agent_home=saved)
     answer = judge_path(mount_table(plan), "/home/alice/.ssh", FS, ())
-    assert answer.state == HIDDEN and "shows the host's" in answer.detail
+    assert answer.state == HIDDEN and "the sandbox's own" in answer.detail
     assert answer.mounted is not None
-    assert layer_of(answer.mounted, _origins(plan)) == "the claude preset (its own home)"
+    assert layer_of(answer.mounted, _origins(plan)) == \
+        f"the claude preset (its home for this project, {saved})"
 
 
 @pytest.mark.parametrize("text, path", [
