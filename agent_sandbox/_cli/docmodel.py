@@ -100,6 +100,9 @@ def _described() -> tuple[Subcommand, ...]:
                    "command"),
         Subcommand("completion", "print the completion script for SHELL", "bash|zsh|fish",
                    (), args=SHELLS),
+        Subcommand("state", "list the agents' homes (one per agent and project) with their "
+                   "size and project; `state rm AGENT/KEY` removes one", "[--json] | rm "
+                   "AGENT/KEY", (as_json,)),
     )
 
 

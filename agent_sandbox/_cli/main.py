@@ -162,6 +162,7 @@ SUBCOMMANDS = {
     "shell-hook": ("agent_sandbox._cli.devshell", "shell_hook"),
     "agent-wrapper": ("agent_sandbox._cli.devshell", "agent_wrapper"),
     "completion": ("agent_sandbox._cli.completion", "completion_main"),
+    "state": ("agent_sandbox._cli.state", "state"),
 }
 
 

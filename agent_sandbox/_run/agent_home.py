@@ -245,6 +245,7 @@ class AgentHome:
             shared = read_file(logins, rel)
             if shared is None:
                 continue
+            _clear_links(self._home_fd, rel)
             if rel in dict(self.preset.seed_json):
                 # The home's own file (its projects, history), with the login updated.
                 try:
@@ -307,6 +308,27 @@ class AgentHome:
             raise UnsafePath(f"saving the {self.preset.name} home: {e}") from None
         finally:
             os.close(agents)
+
+
+def _clear_links(home: int, rel: str) -> None:
+    """Unlink symlinks the session left on the way to a login file in the fresh tmpfs
+    home (a planted ``~/.claude -> /elsewhere``): the login goes into a real directory
+    there, and the host path the link named is never touched."""
+    fd = os.dup(home)
+    try:
+        for part in [p for p in rel.split("/") if p][:-1]:
+            try:
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return
+            if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+                os.unlink(part, dir_fd=fd)
+                return
+            child = os.open(part, _DIR, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
 
 
 def _as_uid(uid: int, work: Callable[[], None]) -> None:
