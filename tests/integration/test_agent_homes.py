@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,31 @@ def test_no_secret_of_the_real_home_is_in_any_agent_home(env: Env, tmp_path: Pat
     listed = run_cli(["state", "--json"], cwd=a, env=env.vars)
     [home] = [json.loads(line) for line in listed.stdout.splitlines()]
     assert home["project"] == os.path.realpath(a) and home["name"].startswith("claude/")
+
+
+def _hook(marker: Path) -> str:
+    hook = {"hooks": {"SessionStart": [{"hooks": [
+        {"type": "command", "command": f"touch {marker}"}]}]}}
+    return f"mkdir -p ~/.claude && echo '{json.dumps(hook)}' > ~/.claude/settings.json"
+
+
+@pytest.mark.agents
+def test_a_hook_planted_in_one_project_does_not_run_in_another(
+        npm_home: Path, env: Env, tmp_path: Path) -> None:
+    """With the real Claude Code: project A's home gets a SessionStart hook that would
+    leave FROM-A in project B; B's own home one that leaves FROM-B. Claude Code started in
+    B runs its hooks (FROM-B appears: the control), and A's never."""
+    a, b = _projects(tmp_path)
+    for project, marker in ((a, b / "FROM-A"), (b, b / "FROM-B")):
+        assert run_cli(["-q", "--agent", "claude", "--", "sh", "-c", _hook(marker)],
+                       cwd=project, env=env.vars).returncode == 0
+    with launched(["-q", "claude", "-p", "hi"], cwd=b,
+                  env=env.with_(ANTHROPIC_API_KEY="sk-ant-offline"),
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 120  # offline it retries its API for minutes
+        while time.monotonic() < deadline and not (b / "FROM-B").exists():
+            time.sleep(0.2)
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert (b / "FROM-B").exists(), "Claude Code never ran its SessionStart hooks"
+    assert not (b / "FROM-A").exists()
