@@ -58,6 +58,7 @@ from agent_sandbox._run.workdir import UnsafeTree, remove_tree
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _read_host(home: str, rel: str) -> tuple[bytes | None, float]:
@@ -219,7 +220,7 @@ class AgentHome:
         login over it. Keeps a directory fd on it for ``save``. For a root caller the
         writing is done by a child running as the command's uid: the tmpfs belongs to the
         sandbox's user namespace, where host root has no uid to create files as."""
-        self._home_fd = os.open(f"/proc/{init_pid}/root{inside_home}", _DIR)
+        self._home_fd = self._sandbox_home(init_pid, inside_home)
         agents = self._agents()
         try:
             saved = os.open(self.key, _DIR, dir_fd=agents)
@@ -238,6 +239,24 @@ class AgentHome:
             part = login_part(self.preset, rel, read_file(self._home_fd, rel))
             if part is not None:
                 self._copied_in[rel] = part
+
+    def _sandbox_home(self, init_pid: int, inside_home: str) -> int:
+        """The sandbox's home tmpfs, once bwrap has set it up. bwrap reports its child's
+        pid before that child has built the new root, so the home is waited for: the
+        directory at the path inside whose filesystem has exactly the cap's size."""
+        path = f"/proc/{init_pid}/root{inside_home}"
+        pages = -(-self.cap // _PAGE) * _PAGE
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                fd = os.open(path, _DIR)
+                st = os.fstatvfs(fd)
+                if st.f_blocks * st.f_frsize == pages:
+                    return fd
+                os.close(fd)
+            if time.monotonic() > deadline or not os.path.exists(f"/proc/{init_pid}"):
+                raise SandboxUnavailable(f"the sandbox's home {inside_home} never appeared")
+            time.sleep(0.002)
 
     def _fill_from(self, saved: int, logins: int) -> None:
         copy_tree(saved, self._home_fd)
