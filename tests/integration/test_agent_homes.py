@@ -229,29 +229,51 @@ def test_no_secret_of_the_real_home_is_in_any_agent_home(env: Env, tmp_path: Pat
     assert home["project"] == os.path.realpath(a) and home["name"].startswith("claude/")
 
 
-def _hook(marker: Path) -> str:
+def _claude_hook(marker: Path) -> str:
     hook = {"hooks": {"SessionStart": [{"hooks": [
         {"type": "command", "command": f"touch {marker}"}]}]}}
     return f"mkdir -p ~/.claude && echo '{json.dumps(hook)}' > ~/.claude/settings.json"
 
 
+def _codex_mcp(marker: Path) -> str:
+    server = f'[mcp_servers.planted]\ncommand = "sh"\nargs = ["-c", "touch {marker}; sleep 5"]\n'
+    return f"mkdir -p ~/.codex && printf '{server}' > ~/.codex/config.toml"
+
+
+def _gemini_mcp(marker: Path) -> str:
+    settings = {"mcpServers": {"planted": {"command": "sh",
+                                           "args": ["-c", f"touch {marker}; sleep 5"]}}}
+    return f"mkdir -p ~/.gemini && echo '{json.dumps(settings)}' > ~/.gemini/settings.json"
+
+
+# The real agents, started headless where they start offline: what they run at start.
+REAL = {
+    "claude": (_claude_hook, ["claude", "-p", "hi"], {"ANTHROPIC_API_KEY": "sk-ant-offline"}),
+    "codex": (_codex_mcp, ["codex", "exec", "--skip-git-repo-check", "hi"],
+              {"OPENAI_API_KEY": "sk-offline"}),
+    "gemini": (_gemini_mcp, ["--env", "GEMINI_CLI_TRUST_WORKSPACE=true", "gemini", "-p", "hi"],
+               {"GEMINI_API_KEY": "offline"}),
+}
+
+
 @pytest.mark.agents
-def test_a_hook_planted_in_one_project_does_not_run_in_another(
-        npm_home: Path, env: Env, tmp_path: Path) -> None:
-    """With the real Claude Code: project A's home gets a SessionStart hook that would
-    leave FROM-A in project B; B's own home one that leaves FROM-B. Claude Code started in
-    B runs its hooks (FROM-B appears: the control), and A's never."""
+@pytest.mark.parametrize("agent", sorted(REAL))
+def test_what_one_project_plants_does_not_run_in_another(
+        agent: str, npm_home: Path, env: Env, tmp_path: Path) -> None:
+    """With the real agent: project A's home gets a hook or MCP server that would leave
+    FROM-A in project B; B's own home one that leaves FROM-B. Started in B, the agent runs
+    what is in its home (FROM-B appears: the control), and A's never."""
+    plant, args, keys = REAL[agent]
     a, b = _projects(tmp_path)
     for project, marker in ((a, b / "FROM-A"), (b, b / "FROM-B")):
-        assert run_cli(["-q", "--agent", "claude", "--", "sh", "-c", _hook(marker)],
+        assert run_cli(["-q", "--agent", agent, "--", "sh", "-c", plant(marker)],
                        cwd=project, env=env.vars).returncode == 0
-    with launched(["-q", "claude", "-p", "hi"], cwd=b,
-                  env=env.with_(ANTHROPIC_API_KEY="sk-ant-offline"),
-                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        deadline = time.monotonic() + 120  # offline it retries its API for minutes
+    with launched(["-q", *args], cwd=b, env=env.with_(**keys), stdout=subprocess.DEVNULL,
+                  stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 120  # offline they retry their API for minutes
         while time.monotonic() < deadline and not (b / "FROM-B").exists():
             time.sleep(0.2)
         proc.terminate()
         proc.wait(timeout=30)
-    assert (b / "FROM-B").exists(), "Claude Code never ran its SessionStart hooks"
+    assert (b / "FROM-B").exists(), f"{agent} never ran what its home holds"
     assert not (b / "FROM-A").exists()
