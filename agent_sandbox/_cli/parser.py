@@ -40,6 +40,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def subcommand_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The parser of ``agent-sandbox PROG`` (a subcommand): same error handling."""
+    return _Parser(prog=f"agent-sandbox {prog}", description=description, allow_abbrev=False)
+
+
 def _parser() -> _Parser:
     p = _Parser(
         prog="agent-sandbox",

@@ -8,7 +8,6 @@ that does only that; it is taken from a root-owned system location, like bwrap.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import select
@@ -19,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn, TextIO
 
+from agent_sandbox._cli.parser import subcommand_parser
 from agent_sandbox._errors import SandboxUnavailable, UsageError
 from agent_sandbox._run.sessions import (
     Session,
@@ -35,11 +35,6 @@ STOP_WAIT = 10.0  # seconds: the launcher's own grace (5 s) before it kills, and
 START_WAIT = 10.0
 _SOCKET_MAX = 107  # bytes in sun_path
 
-
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    from agent_sandbox._cli.parser import _Parser
-
-    return _Parser(prog=f"agent-sandbox {prog}", description=description, allow_abbrev=False)
 
 
 
@@ -69,7 +64,7 @@ def _detached_names(environ: Mapping[str, str]) -> list[str]:
 
 
 def ps(argv: Sequence[str]) -> int:
-    p = _parser("ps", "List running sandboxes.")
+    p = subcommand_parser("ps", "List running sandboxes.")
     p.add_argument("--json", action="store_true", help="one JSON object per session")
     args = p.parse_args(argv)
     sessions = running(os.environ)
@@ -84,7 +79,8 @@ def ps(argv: Sequence[str]) -> int:
 
 
 def stop(argv: Sequence[str]) -> int:
-    p = _parser("stop", "Stop a running sandbox: SIGTERM to its command, SIGKILL 5 s later.")
+    p = subcommand_parser("stop", "Stop a running sandbox: SIGTERM to its command, SIGKILL 5 s "
+                          "later.")
     p.add_argument("name", metavar="NAME")
     args = p.parse_args(argv)
     session = find(os.environ, args.name)
@@ -137,8 +133,8 @@ def _records(lines: Iterable[str], session: str | None) -> Iterator[dict[str, An
 
 
 def log(argv: Sequence[str]) -> int:
-    p = _parser("log", "Show the decision log: connections allowed and denied, bypasses, "
-                "starts and exits.")
+    p = subcommand_parser("log", "Show the decision log: connections allowed and denied, "
+                          "bypasses, starts and exits.")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     p.add_argument("--session", metavar="NAME", help="only this session's records")
     p.add_argument("--json", action="store_true", help="the records as JSON lines")
@@ -244,7 +240,8 @@ def _ended(name: str, since: float) -> int | None:
 
 
 def attach(argv: Sequence[str]) -> NoReturn:
-    p = _parser("attach", "Attach this terminal to a detached sandbox (detach with Ctrl-\\).")
+    p = subcommand_parser("attach", "Attach this terminal to a detached sandbox (detach with "
+                          "Ctrl-\\).")
     p.add_argument("name", metavar="NAME")
     args = p.parse_args(argv)
     session = find(os.environ, args.name)

@@ -4,20 +4,14 @@ homes, one per project, with their size and project; removing one never follows 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 
+from agent_sandbox._cli.parser import subcommand_parser
 from agent_sandbox._say import home_relative, say
-
-
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    from agent_sandbox._cli.parser import _Parser
-
-    return _Parser(prog=f"agent-sandbox {prog}", description=description, allow_abbrev=False)
 
 
 def _size(n: int) -> str:
@@ -31,13 +25,14 @@ def state(argv: Sequence[str]) -> int:
     from agent_sandbox._run.saved_homes import homes, remove_home
 
     if argv[:1] == ["rm"]:
-        p = _parser("state rm", "Remove an agent's home for one project (its login stays).")
+        p = subcommand_parser("state rm", "Remove an agent's home for one project (its login "
+                              "stays).")
         p.add_argument("name", metavar="AGENT/KEY", help="as `agent-sandbox state` lists it")
         args = p.parse_args(argv[1:])
         removed = remove_home(os.environ, args.name)
         say(f"removed {home_relative(removed)}")
         return 0
-    p = _parser("state", "List the agents' homes: one per (agent, project).")
+    p = subcommand_parser("state", "List the agents' homes: one per (agent, project).")
     p.add_argument("--json", action="store_true", help="one JSON object per home")
     args = p.parse_args(argv)
     found = homes(os.environ)
