@@ -43,7 +43,7 @@ HOSTS_FD = Placeholder("HOSTS_FD")  # the sandbox's /etc/hosts
 RESOLV_FD = Placeholder("RESOLV_FD")  # the sandbox's /etc/resolv.conf
 # Placeholder sources, by kind (see _workdir.PLACEHOLDER_SOURCES): read-only, made once.
 PLACEHOLDER_SOURCES = {kind: Placeholder(f"PLACEHOLDER_{kind.upper()}")
-                       for kind in ("dir", "file", "json", "commondir")}
+                       for kind in ("dir", "file", "json", "mcp", "commondir")}
 GIT_EXCLUDES_FD = Placeholder("GIT_EXCLUDES_FD")  # git ignore patterns for the placeholders
 GIT_EXCLUDES = "/run/agent-sandbox/git-excludes"
 GIT_TOKEN = "/run/agent-sandbox/git-token"
@@ -95,6 +95,9 @@ class HostView(NamedTuple):
     # Which of PROC_READ_ONLY and PROC_MASKED exist on this kernel, as (path, is a
     # directory): bwrap cannot bind over what the fresh /proc does not have.
     proc_entries: tuple[tuple[str, bool], ...] = ()
+    # The user's global git excludes (core.excludesFile, else ~/.config/git/ignore): the
+    # file is in the hidden home, so its patterns are given to git inside with ours.
+    git_ignore: str = ""
 
 
 class Plan(NamedTuple):
@@ -120,6 +123,9 @@ class Plan(NamedTuple):
     # if the launcher is killed.
     placeholders: tuple[str, ...] = ()
     protections: tuple[Protection, ...] = ()
+    # The patterns git inside ignores (the user's global ones, then the placeholders'),
+    # given at GIT_EXCLUDES; "" when there are none.
+    git_excludes: str = ""
     # A root caller's command runs as this host uid (None: the caller's own uid), and every
     # host path in ``staged_sources`` reaches bwrap as an idmapped clone (see _idmap).
     command_uid: int | None = None
@@ -335,7 +341,8 @@ def _home_and_tmp(policy: Policy, view: HostView) -> Section:
     return Section("home and temporary files", tuple(ops))
 
 
-def _project_and_mounts(policy: Policy, protections: tuple[Protection, ...]) -> Section:
+def _project_and_mounts(policy: Policy, protections: tuple[Protection, ...],
+                        excludes: str) -> Section:
     """The project, then extra binds (parents before children, so a narrower --ro inside a
     --rw wins), then the protected files (they win over --rw), then hides (they win over
     everything)."""
@@ -345,10 +352,10 @@ def _project_and_mounts(policy: Policy, protections: tuple[Protection, ...]) -> 
     flags = {MountMode.RO: "--ro-bind", MountMode.RW: "--bind"}
     ops += [Op((flags[m.mode], m.path, m.path), m.origin) for m in binds]
     ops += _protection_ops(protections, binds)
-    if any(p.mode == "placeholder" and not _in_git_dir(p.path) for p in protections):
+    if excludes:
         ops += [Op(("--dir", os.path.dirname(GIT_EXCLUDES))),
                 Op(("--ro-bind-data", GIT_EXCLUDES_FD, GIT_EXCLUDES),
-                   "git ignores the placeholders (git stash -u, git clean)")]
+                   "git ignores what you ignore everywhere, and the placeholders")]
     for m in sorted((m for m in policy.mounts if m.mode is MountMode.HIDE),
                     key=lambda m: m.path.count("/")):
         hide = ("--perms", "0000", "--tmpfs", m.path) if m.is_dir else (
@@ -379,12 +386,18 @@ def _in_git_dir(path: str) -> bool:
     return "/.git/" in path
 
 
-def git_excludes(protections: tuple[Protection, ...]) -> str:
-    """Ignore patterns for the placeholders, anchored at a repository's top: every one is a
-    PROTECTED name relative to the work tree it was found in."""
+def git_excludes(protections: tuple[Protection, ...], user: str = "") -> str:
+    """What git inside ignores: the user's own global patterns (added to, never replaced),
+    then the placeholders', anchored at a repository's top (every one is a PROTECTED name
+    relative to the work tree it was found in)."""
     names = sorted({rel for rel in PROTECTED for p in protections
-                    if p.mode == "placeholder" and p.path.endswith("/" + rel)})
-    return "".join(f"/{name}\n" for name in names)
+                    if p.mode == "placeholder" and not _in_git_dir(p.path)
+                    and p.path.endswith("/" + rel)})
+    ours = "".join(f"/{name}\n" for name in names)
+    if not user:
+        return ours
+    return user + ("" if user.endswith("\n") else "\n") + \
+        ("# agent-sandbox: its placeholders\n" + ours if ours else "")
 
 
 def placeholders(project: str, protections: tuple[Protection, ...]) -> tuple[str, ...]:
@@ -412,7 +425,8 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
             "keys or agent here); push from outside it, or over HTTPS to an allowed host' "
             ">&2; exit 128; }; f")
     git_config = []
-    if any(p.mode == "placeholder" and not _in_git_dir(p.path) for p in view.protections):
+    excludes = git_excludes(view.protections, view.git_ignore)
+    if excludes:
         git_config.append(("core.excludesFile", GIT_EXCLUDES))
     if policy.git_token_file:
         # An empty value resets the helpers the user's ~/.gitconfig names (their stores are
@@ -432,7 +446,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
                 raise UsageError(f"--env {name}: --net filtered sets the proxy variables")
         env.update(proxy_environment())
     home = _home_and_tmp(policy, view)
-    project = _project_and_mounts(policy, view.protections)
+    project = _project_and_mounts(policy, view.protections, excludes)
     dropped = identity.uid == 0 and not policy.root_stays_root
     sections = (
         _namespaces(policy, identity),
@@ -461,6 +475,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         net=net,
         placeholders=placeholders(policy.project, view.protections),
         protections=view.protections,
+        git_excludes=excludes,
         bwrap_prefix=systemd_scope_argv(policy.systemd_run, policy.limits)
         if policy.systemd_run else (),
         seccomp=rules,

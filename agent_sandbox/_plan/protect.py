@@ -44,12 +44,14 @@ PLACEHOLDER_NAMES = frozenset({".envrc", ".vscode", ".claude/settings.json",
 FILE_NAMES = frozenset({".gitmodules", ".pre-commit-config.yaml", ".envrc", "flake.nix",
                         "flake.lock", "shell.nix", "default.nix", ".agent-sandbox.toml",
                         "config"})
-JSON_NAMES = frozenset({".mcp.json", ".claude/settings.json", ".claude/settings.local.json"})
+JSON_NAMES = frozenset({".claude/settings.json", ".claude/settings.local.json"})
+# Claude Code reads a project's .mcp.json on the host too, and calls one without
+# "mcpServers" invalid: its placeholder is a valid empty one.
+MCP_NAMES = frozenset({".mcp.json"})
 # Not searched for nested repositories: caches and package trees (never a repository one
 # edits, and walking them would cost every launch).
 SKIP_DIRS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".tox", ".mypy_cache",
                        ".pytest_cache", ".ruff_cache", ".cache", ".direnv"})
-_HOOKS_PATH = re.compile(r"^\s*hookspath\s*=\s*(.+?)\s*$", re.IGNORECASE)
 
 
 class Protection(NamedTuple):
@@ -61,35 +63,43 @@ class Protection(NamedTuple):
     # name that is a symlink, which cannot be pinned (the launcher warns)
     mode: str
     why: str
-    kind: str = "dir"  # a placeholder's kind: "dir", "file", "json" or "commondir"
+    kind: str = "dir"  # a placeholder's kind: "dir", "file", "json", "mcp" or "commondir"
 
 
 def _kind(rel: str) -> str:
-    return "json" if rel in JSON_NAMES else "file" if rel in FILE_NAMES else "dir"
+    return "json" if rel in JSON_NAMES else "mcp" if rel in MCP_NAMES else \
+        "file" if rel in FILE_NAMES else "dir"
 
 
 def _lexists(path: str) -> bool:
     return os.path.lexists(path)
 
 
-def _hooks_path(git_config: str, worktree: str) -> str | None:
-    """core.hooksPath from a git config file (the [core] section), made absolute."""
+def core_value(git_config: str, key: str) -> str | None:
+    """The last ``core.<key>`` a git config file sets (quotes removed), or None."""
+    pattern = re.compile(rf"^\s*{key}\s*=\s*(.+?)\s*$", re.IGNORECASE)
+    found = None
     try:
         with open(git_config, encoding="utf-8", errors="replace") as f:
             section = ""
             for line in f:
                 stripped = line.strip()
                 if stripped.startswith("["):
-                    section = stripped.strip("[]").split()[0].lower() if stripped.strip(
-                        "[]") else ""
-                elif section == "core" and (m := _HOOKS_PATH.match(stripped)):
-                    value = m.group(1).strip('"')
-                    if value.startswith("~"):
-                        return None  # in $HOME: not visible inside anyway
-                    return os.path.normpath(os.path.join(worktree, value))
+                    inner = stripped.strip("[]")
+                    section = inner.split()[0].lower() if inner else ""
+                elif section == "core" and (m := pattern.match(stripped)):
+                    found = m.group(1).strip('"')
     except OSError:
         return None
-    return None
+    return found
+
+
+def _hooks_path(git_config: str, worktree: str) -> str | None:
+    """core.hooksPath from a git config file, made absolute."""
+    value = core_value(git_config, "hookspath")
+    if not value or value.startswith("~"):
+        return None  # in $HOME: not visible inside anyway
+    return os.path.normpath(os.path.join(worktree, value))
 
 
 def _gitdir_of_file(dotgit: str) -> str | None:
@@ -335,4 +345,6 @@ def created_parents(placeholder: str, project: str) -> list[str]:
 # The read-only sources bound over missing protected paths, by kind: a name in the work
 # dir base, and the content (None: an empty directory).
 PLACEHOLDER_SOURCES = {"dir": (".empty", None), "file": (".empty-file", b""),
-                       "json": (".empty.json", b"{}\n"), "commondir": (".git-commondir", b".\n")}
+                       "json": (".empty.json", b"{}\n"),
+                       "mcp": (".empty-mcp.json", b'{"mcpServers": {}}\n'),
+                       "commondir": (".git-commondir", b".\n")}

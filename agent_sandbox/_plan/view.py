@@ -18,7 +18,7 @@ from agent_sandbox._plan.build import (
 )
 from agent_sandbox._plan.host import HostLayout
 from agent_sandbox._plan.install import shebang, shebang_interpreter
-from agent_sandbox._plan.protect import scan
+from agent_sandbox._plan.protect import core_value, scan
 from agent_sandbox._policy.identity import Identity
 
 
@@ -43,7 +43,26 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
                     start_shell="/bin/sh" if layout.is_visible("/bin/sh")
                     and os.access("/bin/sh", os.X_OK) else "",
                     protections=scan(project, protect, unprotect),
-                    gpu_devices=_gpu_devices(), proc_entries=_proc_entries())
+                    gpu_devices=_gpu_devices(), proc_entries=_proc_entries(),
+                    git_ignore=_git_ignore(identity.home, config_home, git_configs))
+
+
+_IGNORE_MAX = 1 << 20
+
+
+def _git_ignore(home: str, config_home: str, git_configs: list[tuple[str, str]]) -> str:
+    """The user's global git excludes, as git finds them: core.excludesFile of the system,
+    then the global configs (the last one set wins), else ``$XDG_CONFIG_HOME/git/ignore``."""
+    path = posixpath.join(config_home, "git", "ignore")
+    for config in ("/etc/gitconfig", *(real for _, real in reversed(git_configs))):
+        value = core_value(config, "excludesfile")
+        if value:
+            path = posixpath.join(home, value[2:]) if value.startswith("~/") else value
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(_IGNORE_MAX)
+    except OSError:
+        return ""
 
 
 def _proc_entries() -> tuple[tuple[str, bool], ...]:

@@ -42,7 +42,6 @@ from agent_sandbox._plan.build import (
     WORKDIR,
     Placeholder,
     Plan,
-    git_excludes,
 )
 from agent_sandbox._plan.protect import new_repository_risks
 from agent_sandbox._policy.limits import EXIT_TIMEOUT, apply_rlimits
@@ -294,11 +293,11 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             made.update(make_files(plan.policy.project, plan.files_to_make))
             sources = placeholder_sources()
             values.update({PLACEHOLDER_SOURCES[kind]: path for kind, path in sources.items()})
-            excludes = _memory_file(stack, git_excludes(plan.protections))
+        passed_extra = []
+        if plan.git_excludes:
+            excludes = _memory_file(stack, plan.git_excludes)
             values[GIT_EXCLUDES_FD] = str(excludes)
-            passed_extra = [excludes]
-        else:
-            passed_extra = []
+            passed_extra.append(excludes)
         passed = [status_write, seccomp_fd, *passed_extra]
         launch_id = f"{os.getpid()}-{tmp[-12:]}"
         cgroup = None

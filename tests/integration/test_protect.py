@@ -3,6 +3,7 @@ and worktrees too; git stays useful; no placeholder is left behind, even after S
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Sequence
@@ -160,6 +161,8 @@ def test_host_git_and_a_second_sandbox_work_while_a_sandbox_runs(repo: Path,
                   env=env.vars) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
         assert commondir.read_text() == ".\n"
+        # Claude Code on the host reads a valid, empty MCP configuration.
+        assert json.loads((repo / ".mcp.json").read_text()) == {"mcpServers": {}}
         assert _git(env, "status", "--short", cwd=repo) is not None  # host git works
         second = sandbox_sh("git status --short >/dev/null && echo GIT-OK", cwd=repo,
                             env=env.with_(**GIT_ENV))
@@ -302,3 +305,34 @@ def test_a_repository_made_inside_with_host_run_config_is_reported(repo: Path,
     warnings = [line for line in done.stderr.splitlines() if "made a git repository" in line]
     assert len(warnings) == 1 and "evil/ (fsmonitor = touch PWNED)" in warnings[0], warnings
     assert not (repo / "PWNED").exists()
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_the_users_global_excludes_hold_inside(repo: Path, env: Env, configured: bool) -> None:
+    """Files you ignore everywhere stay unstaged by `git add -A` inside, next to the
+    placeholders (the sandbox adds its patterns to yours). Your ignore file lives in the
+    hidden home: given as ~/.config/git/ignore, or by core.excludesFile."""
+    patterns = "*.secret\n.env.local\n"
+    if configured:
+        (env.home / "my-ignore").write_text(patterns)
+        with (env.home / ".gitconfig").open("a") as f:
+            f.write("[core]\n\texcludesFile = ~/my-ignore\n")
+    else:
+        (env.home / ".config" / "git").mkdir(parents=True)
+        (env.home / ".config" / "git" / "ignore").write_text(patterns)
+    script = ("echo k > api.secret; echo k > .env.local; echo ok > kept.txt; git add -A; "
+              "git status --porcelain")
+    done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
+    assert done.returncode == 0, done.stderr
+    staged = done.stdout.split()
+    assert "kept.txt" in staged
+    assert "api.secret" not in staged and ".env.local" not in staged
+    assert ".envrc" not in staged and ".mcp.json" not in staged  # the placeholders
+    # The control: without the user's patterns git inside stages both.
+    (repo / "api.secret").unlink()
+    (repo / ".env.local").unlink()
+    _git(env, "reset", "-q", cwd=repo)
+    for path in (env.home / "my-ignore", env.home / ".config" / "git" / "ignore"):
+        path.unlink(missing_ok=True)
+    again = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
+    assert "api.secret" in again.stdout.split() and ".env.local" in again.stdout.split()

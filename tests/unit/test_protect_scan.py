@@ -20,7 +20,7 @@ def test_a_plain_directory(tmp_path: Path) -> None:
     assert modes[".envrc"] == ("ro", "file")
     assert modes[".vscode"] == ("ro", "dir")
     assert modes["flake.nix"] == ("placeholder", "file")
-    assert modes[".mcp.json"] == ("placeholder", "json")
+    assert modes[".mcp.json"] == ("placeholder", "mcp")  # a valid empty one for Claude Code
     assert ".claude/commands" not in modes  # protected only once it exists
     assert ".git" not in modes
 
