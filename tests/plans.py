@@ -17,7 +17,6 @@ from agent_sandbox._plan.build import (
     Plan,
     Section,
     build_plan,
-    git_excludes,
 )
 from agent_sandbox._plan.host import probe_layout
 from agent_sandbox._plan.view import gather_host_view
@@ -61,7 +60,7 @@ def run_plan(plan: Plan, tmp: Path, mutate: Mutation = lambda op: (op,),
     made = make_files(plan.policy.project, plan.files_to_make)
     sources = placeholder_sources()
     excludes = os.memfd_create("excludes")
-    os.write(excludes, git_excludes(plan.protections).encode())
+    os.write(excludes, plan.git_excludes.encode())
     os.lseek(excludes, 0, os.SEEK_SET)
     try:
         with seccomp_program(plan.seccomp) as fd:

@@ -98,6 +98,9 @@ class HostView(NamedTuple):
     # The user's global git excludes (core.excludesFile, else ~/.config/git/ignore): the
     # file is in the hidden home, so its patterns are given to git inside with ours.
     git_ignore: str = ""
+    # info/exclude files of the project's repositories and the placeholder patterns each
+    # gets while the sandbox runs (``_plan.protect.host_excludes``).
+    host_excludes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class Plan(NamedTuple):
@@ -126,6 +129,8 @@ class Plan(NamedTuple):
     # The patterns git inside ignores (the user's global ones, then the placeholders'),
     # given at GIT_EXCLUDES; "" when there are none.
     git_excludes: str = ""
+    # Host git's info/exclude blocks for the placeholders, while the sandbox runs.
+    host_excludes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # A root caller's command runs as this host uid (None: the caller's own uid), and every
     # host path in ``staged_sources`` reaches bwrap as an idmapped clone (see _idmap).
     command_uid: int | None = None
@@ -476,6 +481,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         placeholders=placeholders(policy.project, view.protections),
         protections=view.protections,
         git_excludes=excludes,
+        host_excludes=view.host_excludes,
         bwrap_prefix=systemd_scope_argv(policy.systemd_run, policy.limits)
         if policy.systemd_run else (),
         seccomp=rules,

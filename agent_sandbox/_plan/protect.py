@@ -320,6 +320,31 @@ def new_repository_risks(project: str, protections: Sequence[Protection]) -> lis
     return found
 
 
+def host_excludes(project: str, protections: Sequence[Protection],
+                  ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """For host git while a sandbox runs: each repository's ``info/exclude`` file and the
+    placeholders in its work tree, as anchored patterns (``/.envrc``). Only repositories
+    whose ``info`` directory exists (``git init`` makes it) and is not a symlink."""
+    blocks: dict[str, list[str]] = {}
+    for p in protections:
+        if p.mode != "placeholder" or "/.git/" in p.path + "/":
+            continue
+        worktree = os.path.dirname(p.path)
+        while _is_under(worktree, project) and not _lexists(os.path.join(worktree, ".git")):
+            worktree = os.path.dirname(worktree)
+        dotgit = os.path.join(worktree, ".git")
+        if not _is_under(worktree, project) or os.path.islink(dotgit):
+            continue
+        gitdir = dotgit if os.path.isdir(dotgit) else _gitdir_of_file(dotgit)
+        if gitdir is None:
+            continue
+        info = os.path.join(_common_dir(gitdir), "info")
+        if os.path.isdir(info) and not os.path.islink(info):
+            blocks.setdefault(os.path.join(info, "exclude"), []).append(
+                "/" + os.path.relpath(p.path, worktree))
+    return tuple((path, tuple(sorted(patterns))) for path, patterns in sorted(blocks.items()))
+
+
 def _parents_in(path: str, project: str) -> Iterator[str]:
     current = os.path.dirname(path)
     while _is_under(current, project) and current != project:

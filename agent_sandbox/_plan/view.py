@@ -18,7 +18,7 @@ from agent_sandbox._plan.build import (
 )
 from agent_sandbox._plan.host import HostLayout
 from agent_sandbox._plan.install import shebang, shebang_interpreter
-from agent_sandbox._plan.protect import core_value, scan
+from agent_sandbox._plan.protect import core_value, host_excludes, scan
 from agent_sandbox._policy.identity import Identity
 
 
@@ -37,14 +37,16 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
         real = os.path.realpath(inside)
         if os.path.isfile(real):
             git_configs.append((inside, real))
+    protections = scan(project, protect, unprotect)
     return HostView(identity=identity, layout=layout, environ=tuple(sorted(environ.items())),
                     path_entries=tuple(path_entries), git_configs=tuple(git_configs),
                     signal_reset_env=_signal_reset_env(layout),
                     start_shell="/bin/sh" if layout.is_visible("/bin/sh")
                     and os.access("/bin/sh", os.X_OK) else "",
-                    protections=scan(project, protect, unprotect),
+                    protections=protections,
                     gpu_devices=_gpu_devices(), proc_entries=_proc_entries(),
-                    git_ignore=_git_ignore(identity.home, config_home, git_configs))
+                    git_ignore=_git_ignore(identity.home, config_home, git_configs),
+                    host_excludes=host_excludes(project, protections))
 
 
 _IGNORE_MAX = 1 << 20

@@ -15,6 +15,7 @@ from the project without following a symlink, so it cannot touch the user's file
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import stat
@@ -134,8 +135,54 @@ def remove_placeholders(project: str, paths: Sequence[str],
     return left
 
 
+Blocks = Sequence[tuple[str, Sequence[str]]]
+
+
+def _markers(tag: str) -> tuple[str, str]:
+    return (f"# agent-sandbox {tag}: its placeholders, while it runs\n",
+            f"# end agent-sandbox {tag}\n")
+
+
+def add_exclude_blocks(blocks: Blocks, tag: str) -> None:
+    """Host git lists no placeholder while the sandbox runs: each repository's
+    info/exclude gets a block of them, marked with the launch's tag (removed at the end,
+    also by the janitor). Never through a symlink; a file that cannot be written is
+    skipped (host git then lists them, as before)."""
+    begin, end = _markers(tag)
+    for path, patterns in blocks:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                f.write(begin + "".join(f"{p}\n" for p in patterns) + end)
+
+
+def remove_exclude_blocks(blocks: Blocks, tag: str) -> None:
+    """Take the launch's block out of each info/exclude again; a file left empty is
+    removed (it was made for the block)."""
+    begin, end = _markers(tag)
+    for path, _ in blocks:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "r+", encoding="utf-8") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                lines = f.readlines()
+                if begin not in lines:
+                    continue
+                start = lines.index(begin)
+                stop = lines.index(end, start) + 1 if end in lines[start:] else len(lines)
+                kept = lines[:start] + lines[stop:]
+                f.seek(0)
+                f.truncate()
+                f.write("".join(kept))
+                if not kept:
+                    os.unlink(path)
+
+
 def _janitor(pidfd: int, project: str, paths: Sequence[str],
-             made: Mapping[str, Made]) -> None:  # pragma: no cover (a child)
+             made: Mapping[str, Made], blocks: Blocks,
+             tag: str) -> None:  # pragma: no cover (a child)
     try:
         os.setsid()  # out of the terminal's process group: ^C and hangups do not reach it
         devnull = os.open("/dev/null", os.O_RDWR)
@@ -145,24 +192,26 @@ def _janitor(pidfd: int, project: str, paths: Sequence[str],
         os.closerange(pidfd + 1, 1 << 20)
         select.select([pidfd], [], [])  # readable once bwrap has exited
         remove_placeholders(project, paths, made)
+        remove_exclude_blocks(blocks, tag)
     finally:
         os._exit(0)
 
 
 @contextlib.contextmanager
 def placeholders_removed(project: str, paths: Sequence[str], made: Mapping[str, Made],
-                         bwrap_pid: int) -> Iterator[None]:
+                         bwrap_pid: int, blocks: Blocks = (), tag: str = "") -> Iterator[None]:
     if not paths:
         yield
         return
     pidfd = os.pidfd_open(bwrap_pid)
     try:
         if os.fork() == 0:  # pragma: no cover (a child)
-            _janitor(pidfd, project, paths, made)
+            _janitor(pidfd, project, paths, made, blocks, tag)
     finally:
         os.close(pidfd)
     try:
         yield
     finally:
+        remove_exclude_blocks(blocks, tag)
         for left in remove_placeholders(project, paths, made):
             say(f"warning: placeholder left in the project: {left}")

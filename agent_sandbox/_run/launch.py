@@ -47,9 +47,11 @@ from agent_sandbox._plan.protect import new_repository_risks
 from agent_sandbox._policy.limits import EXIT_TIMEOUT, apply_rlimits
 from agent_sandbox._run.janitor import (
     Made,
+    add_exclude_blocks,
     make_dirs,
     make_files,
     placeholders_removed,
+    remove_exclude_blocks,
     remove_placeholders,
 )
 from agent_sandbox._run.sessions import Session, default_base, registered
@@ -278,6 +280,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                 f"log and state in {home_relative(state_dir())}"
                 + (f"; {caller}" if caller else ""))
         tmp = stack.enter_context(work_dir())
+        launch_id = f"{os.getpid()}-{tmp[-12:]}"
         seccomp_fd = stack.enter_context(seccomp_program(plan.seccomp))
         # Both pipes are close-on-exec; _spawn passes the write ends, which are closed here
         # right after, so bwrap and the sandbox hold the only copies.
@@ -291,6 +294,8 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             stack.callback(remove_placeholders, plan.policy.project, plan.placeholders, made)
             make_dirs(plan.policy.project, plan.dirs_to_make)
             made.update(make_files(plan.policy.project, plan.files_to_make))
+            stack.callback(remove_exclude_blocks, plan.host_excludes, launch_id)
+            add_exclude_blocks(plan.host_excludes, launch_id)
             sources = placeholder_sources()
             values.update({PLACEHOLDER_SOURCES[kind]: path for kind, path in sources.items()})
         passed_extra = []
@@ -299,7 +304,6 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             values[GIT_EXCLUDES_FD] = str(excludes)
             passed_extra.append(excludes)
         passed = [status_write, seccomp_fd, *passed_extra]
-        launch_id = f"{os.getpid()}-{tmp[-12:]}"
         cgroup = None
         if plan.policy.cgroup_parent:
             from agent_sandbox._run.cgroup import add_process, sandbox_cgroup
@@ -366,7 +370,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             if block_write != -1:
                 os.close(int(values[BLOCK_FD]))
         stack.enter_context(placeholders_removed(plan.policy.project, plan.placeholders,
-                                                 made, pid))
+                                                 made, pid, plan.host_excludes, launch_id))
         if plan.net is not None:
             # Import the network modules (a few ms) while bwrap sets the sandbox up.
             from agent_sandbox._net.up import network

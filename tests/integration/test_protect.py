@@ -336,3 +336,32 @@ def test_the_users_global_excludes_hold_inside(repo: Path, env: Env, configured:
         path.unlink(missing_ok=True)
     again = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
     assert "api.secret" in again.stdout.split() and ".env.local" in again.stdout.split()
+
+
+@pytest.mark.parametrize("ending", ["exit", "SIGKILL"])
+def test_host_git_lists_no_placeholder_while_a_sandbox_runs(repo: Path, env: Env,
+                                                           ending: str) -> None:
+    exclude = repo / ".git" / "info" / "exclude"
+    before = exclude.read_bytes()
+    nested = repo / "vendor" / "lib" / ".git" / "info" / "exclude"
+    nested_before = nested.read_bytes()
+    status = ["status", "--porcelain", "--untracked-files=all"]
+    quiet = _git(env, *status, cwd=repo)
+    assert ".envrc" not in quiet
+    with launched(["-q", "--", "sh", "-c", "echo up; sleep 60"], cwd=repo,
+                  env=env.vars) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        assert (repo / ".envrc").exists() and (repo / ".mcp.json").exists()
+        assert _git(env, *status, cwd=repo) == quiet
+        assert (repo / "vendor" / "lib" / ".envrc").exists()
+        assert _git(env, *status, cwd=repo / "vendor" / "lib") == ""
+        if ending == "SIGKILL":
+            proc.kill()
+        else:
+            proc.terminate()
+        proc.wait(timeout=20)
+    # The user's info/exclude is as it was (the janitor restores it after a SIGKILL).
+    deadline = time.monotonic() + 15
+    while exclude.read_bytes() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert exclude.read_bytes() == before and nested.read_bytes() == nested_before
