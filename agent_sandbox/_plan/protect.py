@@ -7,7 +7,7 @@ they are read-only inside, in the project and in every repository nested in it:
 
 - existing ones are bound read-only over themselves (a mount point cannot be renamed,
   removed or swapped for a symlink: EBUSY);
-- the missing ones a host tool would run or trust without asking (PLACEHOLDER_NAMES) get
+- the missing ones a host tool would run or trust on its own (PLACEHOLDER_NAMES) get
   a read-only placeholder (an empty directory, an empty file, or ``{}`` for JSON settings,
   so tools inside read "nothing configured"), so they cannot be created either; git
   inside ignores them, and the placeholders (and the parents bwrap made for them) are
@@ -29,25 +29,15 @@ import stat
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from agent_sandbox._policy.protected import PROTECTED
+from agent_sandbox._policy.protected import COVERED, PROTECTED
 
 # Relative to a git directory (the common one, for worktrees).
-GIT_PROTECTED = ("hooks", "config", "info")
+GIT_PROTECTED = tuple(c.path for c in COVERED if c.where == "git")
 # Missing names that get a placeholder, so they cannot be created: the ones a host tool runs
-# or trusts without asking (direnv with a whitelist, VS Code tasks, Claude Code hooks and MCP
-# servers, pre-commit, a flake's shellHook). Each placeholder is one more mount, ~0.5-0.8 ms
-# of every launch (measured); the other names are protected when they exist.
-PLACEHOLDER_NAMES = frozenset({".envrc", ".vscode", ".claude/settings.json",
-                               ".claude/settings.local.json", ".mcp.json",
-                               ".pre-commit-config.yaml", "flake.nix"})
-# A placeholder's kind: a directory unless listed here.
-FILE_NAMES = frozenset({".gitmodules", ".pre-commit-config.yaml", ".envrc", "flake.nix",
-                        "flake.lock", "shell.nix", "default.nix", ".agent-sandbox.toml",
-                        "config"})
-JSON_NAMES = frozenset({".claude/settings.json", ".claude/settings.local.json"})
-# Claude Code reads a project's .mcp.json on the host too, and calls one without
-# "mcpServers" invalid: its placeholder is a valid empty one.
-MCP_NAMES = frozenset({".mcp.json"})
+# or trusts on its own (see COVERED). Each placeholder is one more mount, ~0.5-0.8 ms of
+# every launch (measured); the other names are protected when they exist.
+PLACEHOLDER_NAMES = frozenset(c.path for c in COVERED if c.placeholder)
+_KINDS = {c.path: c.kind for c in COVERED}
 # Not searched for nested repositories: caches and package trees (never a repository one
 # edits, and walking them would cost every launch).
 SKIP_DIRS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".tox", ".mypy_cache",
@@ -67,8 +57,7 @@ class Protection(NamedTuple):
 
 
 def _kind(rel: str) -> str:
-    return "json" if rel in JSON_NAMES else "mcp" if rel in MCP_NAMES else \
-        "file" if rel in FILE_NAMES else "dir"
+    return _KINDS.get(rel, "dir")
 
 
 def _lexists(path: str) -> bool:

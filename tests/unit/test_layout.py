@@ -108,3 +108,15 @@ def test_modules_stay_small_or_say_why() -> None:
     long = {str(p.relative_to(PACKAGE)): len(p.read_text(encoding="utf-8").splitlines())
             for p in PACKAGE.rglob("*.py")}
     assert {p: n for p, n in long.items() if n > MAX_LINES and p not in LONG} == {}
+
+
+def test_the_threat_models_table_of_host_executed_paths_is_the_code_s() -> None:
+    from agent_sandbox._policy.protected import COVERED
+
+    doc = (PACKAGE.parent / "docs" / "threat-model.md").read_text(encoding="utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| `")
+            and ("| each work tree |" in line or "| each git directory |" in line)]
+    assert [line.split("`")[1] for line in rows] == [c.path for c in COVERED]
+    for line, covered in zip(rows, COVERED, strict=True):
+        assert f"| {covered.tool} | {covered.when} |" in line, line
+        assert ("cannot be created" in line) is covered.placeholder, line

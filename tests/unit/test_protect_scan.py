@@ -41,7 +41,8 @@ def test_repositories_nested_worktrees_and_hooks_path(tmp_path: Path) -> None:
     assert modes["third_party/lib/.git"][0] == "rw"
     assert modes["third_party/lib/.git/hooks"][0] == "ro"
     assert modes["third_party/lib/.envrc"][0] == "placeholder"
-    assert "third_party/lib/shell.nix" not in modes
+    assert modes["third_party/lib/shell.nix"] == ("placeholder", "file")  # run on cd
+    assert "third_party/lib/.husky" not in modes  # protected only once it exists
     # Parents of protected paths are pinned (a mount point's parent could be renamed away).
     assert modes["third_party"][0] == modes["third_party/lib"][0] == "pin"
     assert modes[".claude"][0] == "pin" and modes[".claude/settings.json"][0] == "placeholder"
