@@ -83,9 +83,11 @@ def core_value(git_config: str, key: str) -> str | None:
     return found
 
 
-def _hooks_path(git_config: str, worktree: str) -> str | None:
-    """core.hooksPath from a git config file, made absolute."""
-    value = core_value(git_config, "hookspath")
+def _hooks_path(git_config: str, worktree: str, default: str | None) -> str | None:
+    """core.hooksPath from a repository's config, else the user's global one (``default``),
+    made absolute: a relative one is taken from the work tree, so a global
+    ``hooksPath = .githooks`` names a directory in every project."""
+    value = core_value(git_config, "hookspath") or default
     if not value or value.startswith("~"):
         return None  # in $HOME: not visible inside anyway
     return os.path.normpath(os.path.join(worktree, value))
@@ -111,7 +113,8 @@ def _common_dir(gitdir: str) -> str:
         return gitdir
 
 
-def _git_dir_protections(gitdir: str, worktree: str) -> Iterator[Protection]:
+def _git_dir_protections(gitdir: str, worktree: str,
+                         global_hooks: str | None) -> Iterator[Protection]:
     common = _common_dir(gitdir)
     for name in GIT_PROTECTED:
         path = os.path.join(common, name)
@@ -128,13 +131,13 @@ def _git_dir_protections(gitdir: str, worktree: str) -> Iterator[Protection]:
         yield Protection(worktree_config, "ro", "per-worktree git config")
     elif _mentions(os.path.join(common, "config"), "worktreeconfig"):
         yield Protection(worktree_config, "placeholder", "per-worktree git config", "file")
-    hooks = _hooks_path(os.path.join(common, "config"), worktree)
+    hooks = _hooks_path(os.path.join(common, "config"), worktree, global_hooks)
     if hooks:
         yield Protection(hooks, "ro" if _lexists(hooks) else "placeholder",
                          "core.hooksPath: hooks git runs on the host")
     modules = os.path.join(common, "modules")
     for sub_gitdir in _module_gitdirs(modules):
-        yield from _git_dir_protections(sub_gitdir, worktree)
+        yield from _git_dir_protections(sub_gitdir, worktree, global_hooks)
 
 
 def _mentions(path: str, word: str) -> bool:
@@ -160,7 +163,8 @@ def _module_gitdirs(modules: str) -> Iterator[str]:
             yield from _module_gitdirs(entry.path)
 
 
-def _repository(worktree: str, project: str) -> Iterator[Protection]:
+def _repository(worktree: str, project: str,
+                global_hooks: str | None) -> Iterator[Protection]:
     dotgit = os.path.join(worktree, ".git")
     try:
         st = os.lstat(dotgit)
@@ -168,7 +172,7 @@ def _repository(worktree: str, project: str) -> Iterator[Protection]:
         return
     if stat.S_ISDIR(st.st_mode):
         yield Protection(dotgit, "rw", "pinned: .git cannot be renamed away and replaced")
-        yield from _git_dir_protections(dotgit, worktree)
+        yield from _git_dir_protections(dotgit, worktree, global_hooks)
     elif stat.S_ISREG(st.st_mode):
         yield Protection(dotgit, "ro", "a .git file says where the repository is")
         gitdir = _gitdir_of_file(dotgit)
@@ -181,7 +185,7 @@ def _repository(worktree: str, project: str) -> Iterator[Protection]:
         if not _is_under(gitdir, project) and _linked_worktree(gitdir, dotgit):
             yield Protection(gitdir, "rw", "the git directory of this worktree")
             yield Protection(_common_dir(gitdir), "rw", "the repository of this worktree")
-        yield from _git_dir_protections(gitdir, worktree)
+        yield from _git_dir_protections(gitdir, worktree, global_hooks)
 
 
 def _linked_worktree(gitdir: str, dotgit: str) -> bool:
@@ -225,12 +229,13 @@ def _worktrees(project: str) -> Iterator[str]:
             yield current
 
 
-def scan(project: str, extra: Sequence[str] = (),
-         relax: Sequence[str] = ()) -> tuple[Protection, ...]:
+def scan(project: str, extra: Sequence[str] = (), relax: Sequence[str] = (),
+         global_hooks: str | None = None) -> tuple[Protection, ...]:
     """Every protection the project needs, parents before children, each path once.
 
     ``extra``: more names to protect (from any config layer); ``relax``: PROTECTED names not
-    to protect (from the user's own configuration only, never the project's)."""
+    to protect (from the user's own configuration only, never the project's);
+    ``global_hooks``: core.hooksPath of the user's global git config."""
     found: dict[str, Protection] = {}
     names = [rel for rel in (*PROTECTED, *extra) if rel not in relax]
     for worktree in sorted(_worktrees(project)):
@@ -247,7 +252,7 @@ def scan(project: str, extra: Sequence[str] = (),
             found[path] = Protection(
                 path, mode, "executed or trusted by host tools" if rel in PROTECTED
                 else "protect", _kind(rel))
-        repository = list(_repository(worktree, project))
+        repository = list(_repository(worktree, project, global_hooks))
         # Only paths in the project or in a repository directory vetted above: a
         # core.hooksPath pointing elsewhere must not bind (or create) host paths.
         shown = [p.path for p in repository if p.mode == "rw" and not _is_under(p.path, project)]

@@ -37,7 +37,8 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
         real = os.path.realpath(inside)
         if os.path.isfile(real):
             git_configs.append((inside, real))
-    protections = scan(project, protect, unprotect)
+    protections = scan(project, protect, unprotect,
+                       _global_core(git_configs, "hookspath"))
     return HostView(identity=identity, layout=layout, environ=tuple(sorted(environ.items())),
                     path_entries=tuple(path_entries), git_configs=tuple(git_configs),
                     signal_reset_env=_signal_reset_env(layout),
@@ -52,14 +53,22 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
 _IGNORE_MAX = 1 << 20
 
 
-def _git_ignore(home: str, config_home: str, git_configs: list[tuple[str, str]]) -> str:
-    """The user's global git excludes, as git finds them: core.excludesFile of the system,
-    then the global configs (the last one set wins), else ``$XDG_CONFIG_HOME/git/ignore``."""
-    path = posixpath.join(config_home, "git", "ignore")
+def _global_core(git_configs: list[tuple[str, str]], key: str) -> str | None:
+    """``core.<key>`` as git reads it outside a repository: the system config, then the
+    global ones (~/.config/git/config, then ~/.gitconfig); the last one set wins."""
+    found = None
     for config in ("/etc/gitconfig", *(real for _, real in reversed(git_configs))):
-        value = core_value(config, "excludesfile")
-        if value:
-            path = posixpath.join(home, value[2:]) if value.startswith("~/") else value
+        found = core_value(config, key) or found
+    return found
+
+
+def _git_ignore(home: str, config_home: str, git_configs: list[tuple[str, str]]) -> str:
+    """The user's global git excludes, as git finds them: core.excludesFile of the system
+    and global configs, else ``$XDG_CONFIG_HOME/git/ignore``."""
+    path = posixpath.join(config_home, "git", "ignore")
+    value = _global_core(git_configs, "excludesfile")
+    if value:
+        path = posixpath.join(home, value[2:]) if value.startswith("~/") else value
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read(_IGNORE_MAX)

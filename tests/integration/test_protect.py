@@ -380,3 +380,31 @@ def test_host_git_lists_no_placeholder_while_a_sandbox_runs(repo: Path, env: Env
     while exclude.read_bytes() != before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert exclude.read_bytes() == before and nested.read_bytes() == nested_before
+
+
+def test_a_relative_hooks_path_from_the_global_config_is_protected(repo: Path, env: Env,
+                                                                   tmp_path: Path) -> None:
+    """A global ``core.hooksPath = .hooks`` names a directory in every repository: the
+    session must not create it, or host git commit runs what it put there."""
+    _git(env, "config", "--unset", "core.hooksPath", cwd=repo)
+    with (env.home / ".gitconfig").open("a") as f:
+        f.write("[core]\n\thooksPath = .hooks\n")
+    marker = tmp_path / "HOOK-RAN"
+    plant = (f"mkdir -p .hooks && printf '#!/bin/sh\\ntouch {marker}\\n' > .hooks/pre-commit "
+             "&& chmod +x .hooks/pre-commit && echo PLANTED")
+    done = sandbox_sh(f"{plant}; true", cwd=repo, env=env.vars)
+    assert "PLANTED" not in done.stdout
+    (repo / "f").write_text("x\n")
+    _git(env, "add", "f", cwd=repo)
+    _git(env, "commit", "-qm", "host commit", cwd=repo)
+    assert not marker.exists()
+    # The control: the same plan without the protection of .hooks lets the hook in, and
+    # host git commit runs it.
+    plan = plan_for(repo, env.vars, ["sh", "-c", plant])
+    unprotected = run_plan(plan, tmp_path, lambda op: () if str(op.words[-1]).endswith(
+        "/.hooks") and "protected" in op.why else (op,))
+    assert "PLANTED" in unprotected.stdout, unprotected.stderr
+    (repo / "g").write_text("y\n")
+    _git(env, "add", "g", cwd=repo)
+    _git(env, "commit", "-qm", "host commit 2", cwd=repo)
+    assert marker.exists()
