@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 # bubblewrap: the sandbox; libseccomp2: the seccomp layer; python3-venv: the venv; dtach:
 # detached sessions (--detach, attach); git, vim-tiny, util-linux (ipcmk, unshare), curl:
 # used by the test suite; nix-bin: the flake's offline tests (tests/nix); zsh, fish: the
-# completion tests.
+# completion tests; direnv: the host tool the protection tests run after a session.
 packages=(bubblewrap libseccomp2 python3 python3-venv dtach git vim-tiny util-linux curl
-          nix-bin zsh fish)
+          nix-bin zsh fish direnv)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

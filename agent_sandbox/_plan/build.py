@@ -18,7 +18,6 @@ from agent_sandbox._plan.protect import Protection, created_parents
 from agent_sandbox._policy.env import build_env, sanitise_path
 from agent_sandbox._policy.identity import ROOT_COMMAND_UID, Identity
 from agent_sandbox._policy.limits import systemd_scope_argv
-from agent_sandbox._policy.protected import PROTECTED
 from agent_sandbox._policy.values import Mount, MountMode, NetMode, Policy, is_under
 from agent_sandbox._seccomp.rules import Rule, default_rules
 
@@ -393,11 +392,10 @@ def _in_git_dir(path: str) -> bool:
 
 def git_excludes(protections: tuple[Protection, ...], user: str = "") -> str:
     """What git inside ignores: the user's own global patterns (added to, never replaced),
-    then the placeholders', anchored at a repository's top (every one is a PROTECTED name
-    relative to the work tree it was found in)."""
-    names = sorted({rel for rel in PROTECTED for p in protections
-                    if p.mode == "placeholder" and not _in_git_dir(p.path)
-                    and p.path.endswith("/" + rel)})
+    then the placeholders', anchored at a repository's top (each relative to the work tree
+    it was found in)."""
+    names = sorted({p.rel for p in protections if p.mode == "placeholder" and p.rel
+                    and not _in_git_dir(p.path)})
     ours = "".join(f"/{name}\n" for name in names)
     if not user:
         return ours

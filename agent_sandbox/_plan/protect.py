@@ -29,6 +29,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+from agent_sandbox._plan.envrc import envrc_targets
 from agent_sandbox._policy.protected import COVERED, PROTECTED
 
 # Relative to a git directory (the common one, for worktrees).
@@ -54,6 +55,7 @@ class Protection(NamedTuple):
     mode: str
     why: str
     kind: str = "dir"  # a placeholder's kind: "dir", "file", "json", "mcp" or "commondir"
+    rel: str = ""  # relative to its work tree, for a name found there (git's ignore pattern)
 
 
 def _kind(rel: str) -> str:
@@ -251,7 +253,13 @@ def scan(project: str, extra: Sequence[str] = (), relax: Sequence[str] = (),
                 continue
             found[path] = Protection(
                 path, mode, "executed or trusted by host tools" if rel in PROTECTED
-                else "protect", _kind(rel))
+                else "protect", _kind(rel), rel)
+        for rel, kind in envrc_targets(worktree):
+            path = os.path.normpath(os.path.join(worktree, rel))
+            if _is_under(path, project) and path not in found:
+                found[path] = Protection(path, "ro" if _lexists(path) else "placeholder",
+                                         "loaded by the .envrc: direnv runs it on cd", kind,
+                                         rel)
         repository = list(_repository(worktree, project, global_hooks))
         # Only paths in the project or in a repository directory vetted above: a
         # core.hooksPath pointing elsewhere must not bind (or create) host paths.

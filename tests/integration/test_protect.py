@@ -408,3 +408,45 @@ def test_a_relative_hooks_path_from_the_global_config_is_protected(repo: Path, e
     _git(env, "add", "g", cwd=repo)
     _git(env, "commit", "-qm", "host commit 2", cwd=repo)
     assert marker.exists()
+
+
+def _direnv(env: Env, project: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """What entering the project runs: direnv (allowed by the user) loads its .envrc."""
+    environ = env.with_(XDG_DATA_HOME=str(env.home / ".local/share"),
+                        XDG_CONFIG_HOME=str(env.home / ".config"))
+    subprocess.run(["direnv", "allow", str(project)], env=environ, check=True,
+                   capture_output=True, timeout=30)
+    return subprocess.run(["direnv", "exec", str(project), "sh", "-c", command], cwd=project,
+                          env=environ, capture_output=True, text=True, timeout=30,
+                          check=False)
+
+
+ENVRC = "source_env_if_exists .envrc.private\ndotenv_if_exists .env.dev\nPATH_add scripts\n"
+
+
+def test_what_the_envrc_loads_is_protected_and_direnv_runs_nothing_planted(
+        repo: Path, env: Env, tmp_path: Path) -> None:
+    if subprocess.run(["sh", "-c", "command -v direnv"], capture_output=True).returncode:
+        pytest.skip("direnv is not installed (scripts/setup.sh installs it)")
+    (repo / ".envrc").write_text(ENVRC)
+    marker = tmp_path / "PLANTED-RAN"
+    plants = [f"echo 'touch {marker}' > .envrc.private",
+              f"echo 'BASH_ENV=/dev/null\\nX=1' > .env.dev && echo 'touch {marker}' >> .env.dev",
+              f"mkdir -p scripts && printf '#!/bin/sh\\ntouch {marker}\\n' > scripts/git "
+              "&& chmod +x scripts/git"]
+    for plant in plants:
+        done = sandbox_sh(f"({plant}) 2>/dev/null && echo PLANTED; true", cwd=repo,
+                          env=env.vars)
+        assert "PLANTED" not in done.stdout, plant
+    entered = _direnv(env, repo, "git --version")
+    assert entered.returncode == 0, entered.stderr
+    assert not marker.exists()
+    # The control: without the protections of what the .envrc loads, the plants go in and
+    # entering the project runs them.
+    plan = plan_for(repo, env.vars, ["sh", "-c", " && ".join(plants)])
+    loaded = ("/.envrc.private", "/.env.dev", "/scripts")
+    unprotected = run_plan(plan, tmp_path, lambda op: () if str(op.words[-1]).endswith(
+        loaded) and "envrc" in op.why else (op,))
+    assert unprotected.returncode == 0, unprotected.stderr
+    _direnv(env, repo, "git --version")
+    assert marker.exists()
