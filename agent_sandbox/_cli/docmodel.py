@@ -103,6 +103,10 @@ def _described() -> tuple[Subcommand, ...]:
         Subcommand("state", "list the agents' homes (one per agent and project) with their "
                    "size and project; `state rm AGENT/KEY` removes one", "[--json] | rm "
                    "AGENT/KEY", (as_json,)),
+        Subcommand("quarantine", "what sessions made that host git would run, set aside at "
+                   "their end: list, show ID, restore ID [PATH...], drop ID",
+                   "[list | show ID | restore ID [PATH...] | drop ID]", (),
+                   args=("list", "show", "restore", "drop")),
     )
 
 

@@ -163,6 +163,7 @@ SUBCOMMANDS = {
     "agent-wrapper": ("agent_sandbox._cli.devshell", "agent_wrapper"),
     "completion": ("agent_sandbox._cli.completion", "completion_main"),
     "state": ("agent_sandbox._cli.state", "state"),
+    "quarantine": ("agent_sandbox._cli.quarantine", "quarantine"),
 }
 
 

@@ -289,37 +289,35 @@ def scan(project: str, extra: Sequence[str] = (), relax: Sequence[str] = (),
 
 # What `git init` and `git clone` write in a repository's config: anything else in one the
 # command made may be a program host git would run (core.fsmonitor, core.sshCommand, ...).
-_PLAIN_CONFIG = re.compile(
+PLAIN_CONFIG = re.compile(
     r"^\s*(\[(core|remote \"[^\"]*\"|branch \"[^\"]*\"|extensions)\]|repositoryformatversion|"
     r"filemode|bare|logallrefupdates|ignorecase|precomposeunicode|symlinks|url|fetch|remote|"
     r"merge|objectformat)\s*(=|$)", re.IGNORECASE)
 
 
-def new_repository_risks(project: str, protections: Sequence[Protection]) -> list[str]:
-    """Repositories the command made in the project (not there at launch) whose config or
-    hooks would make host git run something: host git enters them on its own (a gitlink
-    added to the project's index makes `git status` there run in them)."""
-    known = {os.path.dirname(p.path) for p in protections if os.path.basename(p.path) == ".git"}
-    found = []
+def git_dirs(project: str) -> Iterator[str]:
+    """Every git directory of the project as it is now: each work tree's (a ``.git``
+    directory, or the one a ``.git`` file names inside the project), the submodules' under
+    ``modules``, and the linked worktrees' admin directories under ``worktrees``."""
+    seen = set()
     for worktree in sorted(_worktrees(project)):
         dotgit = os.path.join(worktree, ".git")
-        if worktree in known or not os.path.isdir(dotgit) or os.path.islink(dotgit):
+        if os.path.islink(dotgit):
             continue
-        risky = []
-        try:
-            with open(os.path.join(dotgit, "config"), encoding="utf-8", errors="replace") as f:
-                risky += [line.strip() for line in f
-                          if line.strip() and not line.lstrip().startswith(("#", ";"))
-                          and not _PLAIN_CONFIG.match(line)]
-        except OSError:
-            pass
-        with contextlib.suppress(OSError):
-            risky += [f"hook {e.name}" for e in os.scandir(os.path.join(dotgit, "hooks"))
-                      if not e.name.endswith(".sample")]
-        if risky:
-            found.append(f"{os.path.relpath(worktree, project)}/ ({'; '.join(risky[:3])}"
-                         f"{'; ...' if len(risky) > 3 else ''})")
-    return found
+        gitdir = dotgit if os.path.isdir(dotgit) else _gitdir_of_file(dotgit)
+        if not gitdir or not _is_under(gitdir, project) or not os.path.isdir(gitdir):
+            continue
+        stack = [gitdir]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            yield current
+            stack += list(_module_gitdirs(os.path.join(current, "modules")))
+            with contextlib.suppress(OSError):
+                stack += [e.path for e in os.scandir(os.path.join(current, "worktrees"))
+                          if e.is_dir(follow_symlinks=False)]
 
 
 def host_excludes(project: str, protections: Sequence[Protection],

@@ -19,7 +19,7 @@ import fcntl
 import os
 import select
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from agent_sandbox._say import say
@@ -181,8 +181,8 @@ def remove_exclude_blocks(blocks: Blocks, tag: str) -> None:
 
 
 def _janitor(pidfd: int, project: str, paths: Sequence[str],
-             made: Mapping[str, Made], blocks: Blocks,
-             tag: str) -> None:  # pragma: no cover (a child)
+             made: Mapping[str, Made], blocks: Blocks, tag: str,
+             after: Callable[[], object] | None) -> None:  # pragma: no cover (a child)
     try:
         os.setsid()  # out of the terminal's process group: ^C and hangups do not reach it
         devnull = os.open("/dev/null", os.O_RDWR)
@@ -193,20 +193,25 @@ def _janitor(pidfd: int, project: str, paths: Sequence[str],
         select.select([pidfd], [], [])  # readable once bwrap has exited
         remove_placeholders(project, paths, made)
         remove_exclude_blocks(blocks, tag)
+        if after is not None:
+            after()
     finally:
         os._exit(0)
 
 
 @contextlib.contextmanager
 def placeholders_removed(project: str, paths: Sequence[str], made: Mapping[str, Made],
-                         bwrap_pid: int, blocks: Blocks = (), tag: str = "") -> Iterator[None]:
-    if not paths:
+                         bwrap_pid: int, blocks: Blocks = (), tag: str = "",
+                         after: Callable[[], object] | None = None) -> Iterator[None]:
+    """Remove the placeholders (and exclude blocks) when the sandbox ends, and run
+    ``after`` (the quarantine): here when the launcher lives on, else by the janitor."""
+    if not paths and after is None:
         yield
         return
     pidfd = os.pidfd_open(bwrap_pid)
     try:
         if os.fork() == 0:  # pragma: no cover (a child)
-            _janitor(pidfd, project, paths, made, blocks, tag)
+            _janitor(pidfd, project, paths, made, blocks, tag, after)
     finally:
         os.close(pidfd)
     try:

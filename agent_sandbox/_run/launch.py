@@ -43,7 +43,6 @@ from agent_sandbox._plan.build import (
     Placeholder,
     Plan,
 )
-from agent_sandbox._plan.protect import new_repository_risks
 from agent_sandbox._policy.limits import EXIT_TIMEOUT, apply_rlimits
 from agent_sandbox._run.janitor import (
     Made,
@@ -61,6 +60,7 @@ from agent_sandbox._seccomp.cache import seccomp_program
 
 if TYPE_CHECKING:
     from agent_sandbox._run.idmap import Staged
+    from agent_sandbox._run.quarantine import Item
 
 GRACE_SECONDS = 5.0
 _SI_KERNEL = 0x80  # si_code of a signal the kernel raised (e.g. the terminal's ^C)
@@ -298,6 +298,11 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             add_exclude_blocks(plan.host_excludes, launch_id)
             sources = placeholder_sources()
             values.update({PLACEHOLDER_SOURCES[kind]: path for kind, path in sources.items()})
+        before = frozenset[str]()
+        if plan.protections:
+            from agent_sandbox._run.quarantine import snapshot
+
+            before = snapshot(plan.protections)
         passed_extra = []
         if plan.git_excludes:
             excludes = _memory_file(stack, plan.git_excludes)
@@ -369,8 +374,17 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             os.close(started_write)
             if block_write != -1:
                 os.close(int(values[BLOCK_FD]))
+        after = None
+        if plan.protections:
+            from agent_sandbox._run.quarantine import run as quarantine
+
+            environ = dict(os.environ)
+
+            def after() -> list[Item]:
+                return quarantine(plan.policy.project, before, launch_id, environ)
         stack.enter_context(placeholders_removed(plan.policy.project, plan.placeholders,
-                                                 made, pid, plan.host_excludes, launch_id))
+                                                 made, pid, plan.host_excludes, launch_id,
+                                                 after))
         if plan.net is not None:
             # Import the network modules (a few ms) while bwrap sets the sandbox up.
             from agent_sandbox._net.up import network
@@ -408,11 +422,13 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         summary = net.summary() if net is not None else None
         if summary and not quiet:
             say(summary)
-        if plan.protections:
-            for risk in new_repository_risks(plan.policy.project, plan.protections):
-                say("warning: the command made a git repository that host "
-                    f"git would run code from: {risk}; check it before using git there or "
-                    "in the project")
+        if after is not None:
+            items = after()
+            if items:
+                say(f"quarantined {len(items)} thing(s) the session made that host git would "
+                    "run: " + "; ".join(f"{i.path} ({i.why})" for i in items[:3])
+                    + ("; ..." if len(items) > 3 else "")
+                    + f". Review: agent-sandbox quarantine show {launch_id}")
         if plan.reports_start and not _started(started_read):
             raise _failed_to_start(bwrap, status)
         log.record("exit", status=status)

@@ -307,18 +307,22 @@ def test_placeholder_cleanup_never_follows_a_swapped_directory(project: Path, en
     assert (victim / "settings.json").exists() and (victim / "commands").is_dir()
 
 
-def test_a_repository_made_inside_with_host_run_config_is_reported(repo: Path,
-                                                                   env: Env) -> None:
-    # Protections are computed at launch; a repository made during the session (and added
-    # as a gitlink, so host `git status` enters it) is the command's to configure.
+def test_a_repository_made_inside_with_host_run_config_is_quarantined(repo: Path,
+                                                                      env: Env) -> None:
+    # A repository made during the session (and added as a gitlink, so host `git status`
+    # enters it) keeps its history; what host git would run is set aside at exit
+    # (tests/integration/test_quarantine.py has the rest).
     script = ("git init -q evil && git -C evil commit -q --allow-empty -m x && "
               "git -C evil config core.fsmonitor 'touch PWNED' && "
               "git init -q plain && git -C plain remote add origin https://example.com/x && "
               "git add evil && echo MADE")
     done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
     assert "MADE" in done.stdout, done.stderr
-    warnings = [line for line in done.stderr.splitlines() if "made a git repository" in line]
-    assert len(warnings) == 1 and "evil/ (fsmonitor = touch PWNED)" in warnings[0], warnings
+    summary = [line for line in done.stderr.splitlines() if "quarantined" in line]
+    assert len(summary) == 1 and "(git config host git would run (fsmonitor = touch PWNED))" \
+        in summary[0], summary
+    assert "example.com" in (repo / "plain" / ".git" / "config").read_text()  # plain: kept
+    _git(env, "status", cwd=repo)
     assert not (repo / "PWNED").exists()
 
 

@@ -1,0 +1,230 @@
+"""Quarantine at exit: what the session made in the project's git directories that host git
+would run is set aside, the repository left usable.
+
+Read-only binds and placeholders cover what exists at launch and what a host tool runs on
+its own (``_policy.protected``). What git itself lets a session make stays allowed inside,
+so git keeps working (``git init``/``clone`` of a nested repository, ``git submodule add``,
+``git worktree add``, ``git rebase -i``), and is checked when the sandbox has ended:
+
+- a git directory that was not there at launch (a new nested repository, a new submodule's
+  ``.git/modules/<name>``): its hooks and ``config.worktree`` are moved out, and its
+  ``config`` is rewritten without the keys ``git init``/``git clone`` would not write
+  (``core.fsmonitor``, aliases, ``core.hooksPath``, ...); objects and refs stay;
+- a new linked worktree's admin directory whose ``commondir`` is not ``../..`` (a forged
+  worktree sending host git to another repository's hooks): moved out whole;
+- a rebase or sequence left in progress: its todo is rewritten without ``exec`` lines
+  (host ``git rebase --continue`` would run them).
+
+What is set aside goes to ``$XDG_STATE_HOME/agent-sandbox/quarantine/<id>/`` with a
+manifest; ``agent-sandbox quarantine list|show|restore|drop`` works on it, and ``restore``
+puts each file back byte for byte. The launcher does it after the sandbox ends, or its
+janitor when the launcher was killed: whoever takes the session's lock first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import NamedTuple
+
+from agent_sandbox._plan.protect import PLAIN_CONFIG, Protection, git_dirs
+
+_TODOS = ("rebase-merge/git-rebase-todo", "rebase-merge/git-rebase-todo.backup",
+          "sequencer/todo")
+_EXEC = re.compile(r"^\s*(x|exec)\s", re.IGNORECASE)
+
+
+class Item(NamedTuple):
+    """One thing set aside: the path in the project, where it is kept, and how."""
+
+    path: str
+    stored: str  # relative to the session's quarantine directory
+    action: str  # "moved" (gone from the project) or "rewritten" (a safe version left)
+    why: str
+
+
+def quarantine_dir(environ: Mapping[str, str]) -> str:
+    base = environ.get("XDG_STATE_HOME", "")
+    if not base.startswith("/"):
+        base = os.path.join(environ.get("HOME", os.path.expanduser("~")), ".local", "state")
+    return os.path.join(base, "agent-sandbox", "quarantine")
+
+
+def snapshot(protections: Sequence[Protection]) -> frozenset[str]:
+    """The git directories there at launch, from the launch's protections (every git
+    directory has its ``hooks`` protected), with their linked worktrees' admin
+    directories: no second walk of the project."""
+    found = {os.path.dirname(p.path) for p in protections
+             if os.path.basename(p.path) == "hooks" and "/.git" in p.path}
+    for gitdir in list(found):
+        with contextlib.suppress(OSError):
+            found.update(e.path for e in os.scandir(os.path.join(gitdir, "worktrees"))
+                         if e.is_dir(follow_symlinks=False))
+    return frozenset(os.path.realpath(g) for g in found)
+
+
+def _findings(project: str, before: frozenset[str]) -> Iterator[tuple[str, str, bytes | None]]:
+    """(path, why, safe content or None to move it out) for everything to set aside."""
+    for gitdir in git_dirs(project):
+        real = os.path.realpath(gitdir)
+        new = real not in before
+        parent = os.path.basename(os.path.dirname(gitdir))
+        forged = _read(os.path.join(gitdir, "commondir")).strip() not in (b"../..", b"../../")
+        if new and parent == "worktrees" and forged:
+            yield gitdir, "a linked worktree pointing git at another repository", None
+            continue
+        for name in _TODOS:
+            todo = os.path.join(gitdir, name)
+            text = _read(todo)
+            lines = text.decode(errors="replace").splitlines(keepends=True)
+            if any(_EXEC.match(line) for line in lines):
+                kept = "".join(line for line in lines if not _EXEC.match(line))
+                yield todo, "exec lines host git rebase --continue would run", kept.encode()
+        if not new:
+            continue
+        hooks = os.path.join(gitdir, "hooks")
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(hooks):
+                if not entry.name.endswith(".sample"):
+                    yield entry.path, "a hook in a repository the session made", None
+        if os.path.lexists(os.path.join(gitdir, "config.worktree")):
+            yield os.path.join(gitdir, "config.worktree"), "per-worktree git config", None
+        config = os.path.join(gitdir, "config")
+        lines = _read(config).decode(errors="replace").splitlines(keepends=True)
+        risky = [line for line in lines if line.strip()
+                 and not line.lstrip().startswith(("#", ";")) and not PLAIN_CONFIG.match(line)]
+        if risky:
+            plain = "".join(line for line in lines if line not in risky)
+            yield config, "git config host git would run (" + "; ".join(
+                r.strip() for r in risky[:3]) + ")", plain.encode()
+
+
+def _read(path: str) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as f:
+        return f.read(1 << 20) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+
+
+def _store(path: str, target: str, move: bool) -> None:
+    """Keep ``path`` at ``target``: moved there (rename, else copy and remove), or copied."""
+    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+    if move:
+        try:
+            os.rename(path, target)
+            return
+        except OSError:
+            pass
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.copytree(path, target, symlinks=True)
+        if move:
+            from agent_sandbox._run.workdir import remove_tree
+
+            fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                remove_tree(fd, os.path.basename(path))
+            finally:
+                os.close(fd)
+    else:
+        shutil.copy2(path, target, follow_symlinks=False)
+        if move:
+            os.unlink(path)
+
+
+def run(project: str, before: frozenset[str], session: str,
+        environ: Mapping[str, str]) -> list[Item]:
+    """Set aside what the session made that host git would run (see the module); returns
+    it. Under the session's lock, once: the launcher and its janitor may both call it."""
+    base = quarantine_dir(environ)
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    directory = os.path.join(base, session)
+    lock = os.open(os.path.join(base, f".{session}.lock"),
+                   os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = os.path.join(directory, "manifest.json")
+        if os.path.exists(manifest) or os.path.exists(os.path.join(base, f".{session}.none")):
+            return load(environ, session)[1]
+        items = []
+        for number, (path, why, safe) in enumerate(_findings(project, before)):
+            stored = f"{number}-{os.path.basename(path)}"
+            _store(path, os.path.join(directory, stored), move=safe is None)
+            if safe is not None:
+                with open(path, "wb") as f:
+                    f.write(safe)
+            items.append(Item(path, stored, "moved" if safe is None else "rewritten", why))
+        if items:
+            with open(manifest, "w", encoding="utf-8") as f:
+                json.dump({"project": project, "time": time.time(),
+                           "items": [i._asdict() for i in items]}, f, indent=1)
+        else:
+            open(os.path.join(base, f".{session}.none"), "w").close()
+        return items
+    finally:
+        os.close(lock)
+
+
+def sessions(environ: Mapping[str, str]) -> list[str]:
+    base = quarantine_dir(environ)
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if os.path.isfile(os.path.join(base, n, "manifest.json")))
+
+
+def load(environ: Mapping[str, str], session: str) -> tuple[str, list[Item]]:
+    """(project, items) of a quarantined session."""
+    from agent_sandbox._errors import UsageError
+
+    if "/" in session or session.startswith("."):
+        raise UsageError(f"quarantine {session!r}: not a quarantine id "
+                         "(agent-sandbox quarantine list shows them)")
+    try:
+        with open(os.path.join(quarantine_dir(environ), session, "manifest.json"),
+                  encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        raise UsageError(f"quarantine {session}: nothing is quarantined under that id "
+                         "(agent-sandbox quarantine list shows them)") from None
+    return str(data["project"]), [Item(**i) for i in data["items"]]
+
+
+def restore(environ: Mapping[str, str], session: str, only: Sequence[str] = ()) -> list[str]:
+    """Put quarantined paths back byte for byte (all, or those in ``only``); a moved one is
+    restored only where nothing is now. Returns what was restored."""
+    _, items = load(environ, session)
+    directory = os.path.join(quarantine_dir(environ), session)
+    done = []
+    for item in items:
+        if only and item.path not in only:
+            continue
+        kept = os.path.join(directory, item.stored)
+        if item.action == "moved" and os.path.lexists(item.path):
+            continue
+        if item.action == "rewritten":
+            os.unlink(item.path)
+        _store(kept, item.path, move=False)
+        done.append(item.path)
+    return done
+
+
+def drop(environ: Mapping[str, str], session: str) -> None:
+    load(environ, session)  # refuses an unknown id
+    base = quarantine_dir(environ)
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        from agent_sandbox._run.workdir import remove_tree
+
+        remove_tree(fd, session)
+    finally:
+        os.close(fd)

@@ -1,0 +1,162 @@
+"""Quarantine at exit: git keeps working inside (new nested repositories, submodules,
+worktrees, an interactive rebase), and what the session made there that host git would run
+is set aside when it ends, so the host git commands a user runs afterwards run nothing
+planted; ``agent-sandbox quarantine restore`` puts it back byte for byte."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Env, launched, run_cli, sandbox_sh
+from tests.plans import plan_for, run_plan
+
+pytestmark = pytest.mark.integration
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def _git(env: Env, *args: str, cwd: Path, check: bool = True) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env=env.with_(**GIT_ENV), check=check,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(project: Path, env: Env) -> Path:
+    _git(env, "init", "-q", cwd=project)
+    (project / "a.txt").write_text("a\n")
+    _git(env, "add", "a.txt", cwd=project)
+    _git(env, "commit", "-qm", "one", cwd=project)
+    (project / "a.txt").write_text("b\n")
+    _git(env, "commit", "-qam", "two", cwd=project)
+    return project
+
+
+def _quarantined(done: subprocess.CompletedProcess[str]) -> str:
+    """The quarantine id the exit summary names."""
+    line = next(x for x in done.stderr.splitlines() if "quarantined" in x)
+    return line.rsplit("agent-sandbox quarantine show ", 1)[1].strip()
+
+
+NESTED = ("git init -q evil && git -C evil commit -q --allow-empty -m x && "
+          "git -C evil config core.fsmonitor 'touch {marker}' && "
+          "printf '#!/bin/sh\\ntouch {marker}.hook\\n' > evil/.git/hooks/post-checkout && "
+          "chmod +x evil/.git/hooks/post-checkout && git add evil && git commit -qm nested && "
+          "echo MADE")
+
+
+def test_a_new_nested_repository_keeps_its_history_and_loses_what_would_run(
+        repo: Path, env: Env, tmp_path: Path) -> None:
+    marker = tmp_path / "RAN"
+    done = sandbox_sh(NESTED.format(marker=marker), cwd=repo, env=env.with_(**GIT_ENV))
+    assert "MADE" in done.stdout, done.stderr
+    session = _quarantined(done)
+    # What the user runs afterwards: nothing planted runs, the work is all there.
+    assert "nested" in _git(env, "log", "--oneline", cwd=repo)
+    _git(env, "status", cwd=repo)
+    _git(env, "-C", "evil", "status", cwd=repo)
+    _git(env, "-C", "evil", "checkout", "-q", "-B", "other", cwd=repo)
+    assert not marker.exists() and not Path(f"{marker}.hook").exists()
+    assert _git(env, "-C", "evil", "log", "--format=%s", cwd=repo).split() == ["x"]
+    assert "fsmonitor" not in (repo / "evil/.git/config").read_text()
+    # Listed, shown, and restored byte for byte.
+    listed = run_cli(["quarantine", "list"], cwd=repo, env=env.vars)
+    assert session in listed.stdout and str(repo) in listed.stdout
+    shown = run_cli(["quarantine", "show", session], cwd=repo, env=env.vars)
+    assert "evil/.git/hooks/post-checkout" in shown.stdout and "fsmonitor" in shown.stdout
+    restored = run_cli(["quarantine", "restore", session], cwd=repo, env=env.vars)
+    assert restored.returncode == 0, restored.stderr
+    assert f"touch {marker}" in (repo / "evil/.git/config").read_text()
+    assert (repo / "evil/.git/hooks/post-checkout").read_text() == \
+        f"#!/bin/sh\ntouch {marker}.hook\n"
+    assert run_cli(["quarantine", "drop", session], cwd=repo, env=env.vars).returncode == 0
+    assert session not in run_cli(["quarantine", "list"], cwd=repo, env=env.vars).stdout
+
+
+def test_without_the_quarantine_host_git_runs_the_planted_fsmonitor(
+        repo: Path, env: Env, tmp_path: Path) -> None:
+    """The control: the same session without a launcher to quarantine (the plan run with
+    bwrap directly) leaves the fsmonitor, and host git status runs it."""
+    marker = tmp_path / "RAN"
+    plan = plan_for(repo, env.with_(**GIT_ENV), ["sh", "-c", NESTED.format(marker=marker)])
+    done = run_plan(plan, tmp_path, environ=env.with_(**GIT_ENV))
+    assert "MADE" in done.stdout, done.stderr
+    _git(env, "-C", "evil", "status", cwd=repo)
+    assert marker.exists()
+
+
+def test_a_rebase_left_in_progress_loses_its_exec_lines(repo: Path, env: Env,
+                                                        tmp_path: Path) -> None:
+    marker = tmp_path / "RAN"
+    editor = f"sed -i '1i break\\nexec touch {marker}'"
+    done = sandbox_sh("git rebase -i HEAD~1 >/dev/null 2>&1; git status | head -3",
+                      cwd=repo, env=env.with_(**GIT_ENV),
+                      extra=["--env", f"GIT_SEQUENCE_EDITOR={editor}"])
+    assert "rebase" in done.stdout, done.stdout + done.stderr
+    _quarantined(done)
+    _git(env, "rebase", "--continue", cwd=repo)
+    assert not marker.exists()
+    assert _git(env, "log", "--format=%s", cwd=repo).split() == ["two", "one"]
+
+
+def test_a_forged_worktree_is_set_aside(repo: Path, env: Env, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    _git(env, "init", "-q", str(elsewhere), cwd=tmp_path)
+    forge = (f"mkdir -p .git/worktrees/x && echo {elsewhere}/.git > .git/worktrees/x/commondir"
+             " && echo ref: refs/heads/master > .git/worktrees/x/HEAD && echo MADE")
+    done = sandbox_sh(forge, cwd=repo, env=env.vars)
+    assert "MADE" in done.stdout, done.stderr
+    _quarantined(done)
+    assert not (repo / ".git/worktrees/x").exists()
+    # A real one made inside stays.
+    made = sandbox_sh("git worktree add -q wt HEAD && echo ADDED", cwd=repo,
+                      env=env.with_(**GIT_ENV))
+    assert "ADDED" in made.stdout, made.stdout + made.stderr
+    assert (repo / "wt" / "a.txt").exists() and "quarantined" not in made.stderr
+    _git(env, "worktree", "list", cwd=repo)
+
+
+def test_a_submodule_added_inside_works_and_its_new_hooks_are_set_aside(
+        repo: Path, env: Env, tmp_path: Path) -> None:
+    marker = tmp_path / "RAN"
+    script = ("git init -q lib-src && git -C lib-src commit -q --allow-empty -m lib && "
+              "git -c protocol.file.allow=always submodule add -q ./lib-src lib && "
+              "git commit -qm 'add lib' && "
+              f"printf '#!/bin/sh\\ntouch {marker}\\n' > .git/modules/lib/hooks/post-checkout "
+              "&& chmod +x .git/modules/lib/hooks/post-checkout && echo MADE")
+    done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
+    assert "MADE" in done.stdout, done.stdout + done.stderr
+    _quarantined(done)
+    assert "lib" in _git(env, "submodule", "status", cwd=repo)
+    _git(env, "-c", "protocol.file.allow=always", "submodule", "update", "--init",
+         "--checkout", cwd=repo)
+    _git(env, "-C", "lib", "checkout", "-q", "-B", "x", cwd=repo)
+    assert not marker.exists()
+
+
+def test_a_killed_launchers_session_is_quarantined_by_its_janitor(
+        repo: Path, env: Env, tmp_path: Path) -> None:
+    marker = tmp_path / "RAN"
+    script = NESTED.format(marker=marker) + "; sleep 60"
+    with launched(["-q", "--", "sh", "-c", script], cwd=repo,
+                  env=env.with_(**GIT_ENV)) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "MADE"
+        proc.kill()
+        proc.wait()
+    config = repo / "evil/.git/config"
+    deadline = time.monotonic() + 15
+    while "fsmonitor" in config.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "fsmonitor" not in config.read_text()
+    _git(env, "-C", "evil", "status", cwd=repo)
+    assert not marker.exists()
+    listed = run_cli(["quarantine", "list"], cwd=repo, env=env.vars)
+    assert str(repo) in listed.stdout
+    state = env.home / ".local/state/agent-sandbox/quarantine"
+    manifests = [json.loads(p.read_text()) for p in state.glob("*/manifest.json")]
+    assert any(i["path"].endswith("evil/.git/config") for m in manifests for i in m["items"])
