@@ -180,7 +180,7 @@ def remove_exclude_blocks(blocks: Blocks, tag: str) -> None:
                     os.unlink(path)
 
 
-def _janitor(pidfd: int, project: str, paths: Sequence[str],
+def _janitor(pidfd: int, launcher: int, project: str, paths: Sequence[str],
              made: Mapping[str, Made], blocks: Blocks, tag: str,
              after: Callable[[], object] | None) -> None:  # pragma: no cover (a child)
     try:
@@ -188,12 +188,20 @@ def _janitor(pidfd: int, project: str, paths: Sequence[str],
         devnull = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        os.closerange(3, pidfd)
-        os.closerange(pidfd + 1, 1 << 20)
+        kept = {pidfd, launcher}
+        for fd in range(3, max(kept) + 1):
+            if fd not in kept:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        os.closerange(max(kept) + 1, 1 << 20)
         select.select([pidfd], [], [])  # readable once bwrap has exited
         remove_placeholders(project, paths, made)
         remove_exclude_blocks(blocks, tag)
         if after is not None:
+            # The launcher does it itself right after the sandbox; here only once it is
+            # gone (then a second call finds it done), so that a late janitor never acts
+            # on the project while the launcher, or a later session, is using it.
+            select.select([launcher], [], [])
             after()
     finally:
         os._exit(0)
@@ -209,11 +217,13 @@ def placeholders_removed(project: str, paths: Sequence[str], made: Mapping[str, 
         yield
         return
     pidfd = os.pidfd_open(bwrap_pid)
+    launcher = os.pidfd_open(os.getpid())
     try:
         if os.fork() == 0:  # pragma: no cover (a child)
-            _janitor(pidfd, project, paths, made, blocks, tag, after)
+            _janitor(pidfd, launcher, project, paths, made, blocks, tag, after)
     finally:
         os.close(pidfd)
+        os.close(launcher)
     try:
         yield
     finally:

@@ -152,7 +152,9 @@ def run(project: str, before: frozenset[str], session: str,
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         manifest = os.path.join(directory, "manifest.json")
-        if os.path.exists(manifest) or os.path.exists(os.path.join(base, f".{session}.none")):
+        if os.path.exists(os.path.join(base, f".{session}.none")):
+            return []  # already done (by the janitor, or the launcher): nothing was set aside
+        if os.path.exists(manifest):
             return load(environ, session)[1]
         items = []
         for number, (path, why, safe) in enumerate(_findings(project, before)):
