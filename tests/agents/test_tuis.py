@@ -191,8 +191,13 @@ def test_codex_tui_offline_error_resize_and_ctrl_c(
     assert 50 < len(str(cwd)) < 110, "the path must fit 120 columns and not 50"
     child = _spawn(["codex"], cwd, env, (40, 120))
     children.append(child)
-    # A git project would first get "Trust this folder?"; this one is a plain directory.
+    # Codex asks to trust a folder with settings of its own: the read-only, empty .codex
+    # placeholder the sandbox holds in the project (so nothing can create one) is one.
+    # Trusted once, the answer stays in its home for this project.
     child.expect(_words("OpenAI Codex (v"))
+    child.expect(_words("Trust this folder?"))
+    _settle(child)
+    child.send("\r")
     child.expect_exact(str(cwd))
     child.expect(_words("Ask Codex to do anything"))
     _settle(child)
