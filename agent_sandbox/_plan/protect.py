@@ -211,7 +211,7 @@ def _is_under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def _worktrees(project: str) -> Iterator[str]:
+def work_trees(project: str) -> Iterator[str]:
     """The project and every directory in it holding a .git (nested repositories), without
     following symlinks or entering .git directories and caches."""
     stack = [project]
@@ -240,7 +240,7 @@ def scan(project: str, extra: Sequence[str] = (), relax: Sequence[str] = (),
     ``global_hooks``: core.hooksPath of the user's global git config."""
     found: dict[str, Protection] = {}
     names = [rel for rel in (*PROTECTED, *extra) if rel not in relax]
-    for worktree in sorted(_worktrees(project)):
+    for worktree in sorted(work_trees(project)):
         for rel in names:
             path = os.path.normpath(os.path.join(worktree, rel))
             if not _is_under(path, project) or path in found:
@@ -300,7 +300,7 @@ def git_dirs(project: str) -> Iterator[str]:
     directory, or the one a ``.git`` file names inside the project), the submodules' under
     ``modules``, and the linked worktrees' admin directories under ``worktrees``."""
     seen = set()
-    for worktree in sorted(_worktrees(project)):
+    for worktree in sorted(work_trees(project)):
         dotgit = os.path.join(worktree, ".git")
         if os.path.islink(dotgit):
             continue

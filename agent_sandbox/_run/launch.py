@@ -298,11 +298,10 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             add_exclude_blocks(plan.host_excludes, launch_id)
             sources = placeholder_sources()
             values.update({PLACEHOLDER_SOURCES[kind]: path for kind, path in sources.items()})
-        before = frozenset[str]()
         if plan.protections:
             from agent_sandbox._run.quarantine import snapshot
 
-            before = snapshot(plan.protections)
+            before = snapshot(plan.policy.project, plan.protections)
         passed_extra = []
         if plan.git_excludes:
             excludes = _memory_file(stack, plan.git_excludes)

@@ -13,7 +13,10 @@ so git keeps working (``git init``/``clone`` of a nested repository, ``git submo
 - a new linked worktree's admin directory whose ``commondir`` is not ``../..`` (a forged
   worktree sending host git to another repository's hooks): moved out whole;
 - a rebase or sequence left in progress: its todo is rewritten without ``exec`` lines
-  (host ``git rebase --continue`` would run them).
+  (host ``git rebase --continue`` would run them);
+- covered names no host tool runs on its own, so no placeholder held them (``.husky``,
+  ``.githooks``, ``.claude/commands``, ``*.code-workspace``), when the session made them:
+  moved out; a new ``.gitmodules`` loses its ``update = !command`` lines.
 
 What is set aside goes to ``$XDG_STATE_HOME/agent-sandbox/quarantine/<id>/`` with a
 manifest; ``agent-sandbox quarantine list|show|restore|drop`` works on it, and ``restore``
@@ -34,11 +37,18 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
-from agent_sandbox._plan.protect import PLAIN_CONFIG, Protection, git_dirs
+from agent_sandbox._plan.protect import PLAIN_CONFIG, Protection, git_dirs, work_trees
+from agent_sandbox._policy.protected import COVERED
 
 _TODOS = ("rebase-merge/git-rebase-todo", "rebase-merge/git-rebase-todo.backup",
           "sequencer/todo")
 _EXEC = re.compile(r"^\s*(x|exec)\s", re.IGNORECASE)
+_UPDATE_COMMAND = re.compile(r"^\s*update\s*=\s*!", re.IGNORECASE)
+# Covered names without a placeholder (``_policy.protected``), and VS Code workspace files
+# (their tasks run on folder open once you open the workspace).
+WATCHED = tuple(c.path for c in COVERED if c.where == "worktree" and not c.placeholder
+                and c.path not in (".gitmodules", ".agent-sandbox.toml"))
+WORKSPACE = ".code-workspace"
 
 
 class Item(NamedTuple):
@@ -57,24 +67,40 @@ def quarantine_dir(environ: Mapping[str, str]) -> str:
     return os.path.join(base, "agent-sandbox", "quarantine")
 
 
-def snapshot(protections: Sequence[Protection]) -> frozenset[str]:
-    """The git directories there at launch, from the launch's protections (every git
-    directory has its ``hooks`` protected), with their linked worktrees' admin
-    directories: no second walk of the project."""
+class Snapshot(NamedTuple):
+    """What was there at launch: git directories, and covered paths that existed."""
+
+    git_dirs: frozenset[str]
+    existing: frozenset[str]
+
+
+def snapshot(project: str, protections: Sequence[Protection]) -> Snapshot:
+    """From the launch's protections (every git directory has its ``hooks`` protected, and
+    every covered path that exists is one), with linked worktrees' admin directories and
+    the project's workspace files: no second walk of the project."""
     found = {os.path.dirname(p.path) for p in protections
              if os.path.basename(p.path) == "hooks" and "/.git" in p.path}
     for gitdir in list(found):
         with contextlib.suppress(OSError):
             found.update(e.path for e in os.scandir(os.path.join(gitdir, "worktrees"))
                          if e.is_dir(follow_symlinks=False))
-    return frozenset(os.path.realpath(g) for g in found)
+    existing = {p.path for p in protections if p.mode in ("ro", "symlink")}
+    existing.update(_workspaces(project))
+    return Snapshot(frozenset(os.path.realpath(g) for g in found), frozenset(existing))
 
 
-def _findings(project: str, before: frozenset[str]) -> Iterator[tuple[str, str, bytes | None]]:
+def _workspaces(worktree: str) -> list[str]:
+    with contextlib.suppress(OSError):
+        return [e.path for e in os.scandir(worktree) if e.name.endswith(WORKSPACE)]
+    return []
+
+
+def _findings(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes | None]]:
     """(path, why, safe content or None to move it out) for everything to set aside."""
+    yield from _new_names(project, before)
     for gitdir in git_dirs(project):
         real = os.path.realpath(gitdir)
-        new = real not in before
+        new = real not in before.git_dirs
         parent = os.path.basename(os.path.dirname(gitdir))
         forged = _read(os.path.join(gitdir, "commondir")).strip() not in (b"../..", b"../../")
         if new and parent == "worktrees" and forged:
@@ -104,6 +130,23 @@ def _findings(project: str, before: frozenset[str]) -> Iterator[tuple[str, str, 
             plain = "".join(line for line in lines if line not in risky)
             yield config, "git config host git would run (" + "; ".join(
                 r.strip() for r in risky[:3]) + ")", plain.encode()
+
+
+def _new_names(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes | None]]:
+    """Covered names no host tool runs on its own (so no placeholder held them) that the
+    session created: moved out; a new ``.gitmodules`` keeps all but ``update = !command``
+    lines (host ``git submodule update`` runs those)."""
+    for worktree in sorted(work_trees(project)):
+        paths = [os.path.join(worktree, rel) for rel in WATCHED] + _workspaces(worktree)
+        for path in paths:
+            if os.path.lexists(path) and path not in before.existing:
+                yield path, "created by the session; run by host tools when you use them", None
+        gitmodules = os.path.join(worktree, ".gitmodules")
+        if gitmodules not in before.existing:
+            lines = _read(gitmodules).decode(errors="replace").splitlines(keepends=True)
+            if any(_UPDATE_COMMAND.match(line) for line in lines):
+                yield gitmodules, "a submodule update command host git would run", "".join(
+                    line for line in lines if not _UPDATE_COMMAND.match(line)).encode()
 
 
 def _read(path: str) -> bytes:
@@ -140,7 +183,7 @@ def _store(path: str, target: str, move: bool) -> None:
             os.unlink(path)
 
 
-def run(project: str, before: frozenset[str], session: str,
+def run(project: str, before: Snapshot, session: str,
         environ: Mapping[str, str]) -> list[Item]:
     """Set aside what the session made that host git would run (see the module); returns
     it. Under the session's lock, once: the launcher and its janitor may both call it."""

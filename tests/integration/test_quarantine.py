@@ -160,3 +160,27 @@ def test_a_killed_launchers_session_is_quarantined_by_its_janitor(
     state = env.home / ".local/state/agent-sandbox/quarantine"
     manifests = [json.loads(p.read_text()) for p in state.glob("*/manifest.json")]
     assert any(i["path"].endswith("evil/.git/config") for m in manifests for i in m["items"])
+
+
+def test_covered_names_the_session_created_are_set_aside(repo: Path, env: Env,
+                                                         tmp_path: Path) -> None:
+    """Names no host tool runs on its own get no placeholder: made inside, they are moved
+    out at the end (a .gitmodules keeps all but its update commands)."""
+    marker = tmp_path / "RAN"
+    gitmodules = (f'[submodule "x"]\n\tpath = x\n\turl = ./x\n\tupdate = !touch {marker}\n')
+    script = ("mkdir -p .husky .claude/commands && echo evil > .husky/pre-commit && "
+              "echo 'run this' > .claude/commands/deploy.md && "
+              "echo '{\"tasks\": {}}' > app.code-workspace && "
+              f"printf '{gitmodules}' > .gitmodules && echo MADE")
+    done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
+    assert "MADE" in done.stdout, done.stderr
+    session = _quarantined(done)
+    for gone in (".husky", ".claude/commands", "app.code-workspace"):
+        assert not (repo / gone).exists(), gone
+    assert "update" not in (repo / ".gitmodules").read_text()
+    assert "url = ./x" in (repo / ".gitmodules").read_text()
+    restored = run_cli(["quarantine", "restore", session], cwd=repo, env=env.vars)
+    assert restored.returncode == 0, restored.stderr
+    assert (repo / ".husky/pre-commit").read_text() == "evil\n"
+    assert (repo / ".claude/commands/deploy.md").read_text() == "run this\n"
+    assert (repo / ".gitmodules").read_text() == gitmodules
