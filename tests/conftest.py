@@ -109,6 +109,17 @@ def launched(args: Sequence[str], *, cwd: Path, env: Mapping[str, str],
                 proc.kill()
 
 
+# A git identity for the commits tests make, inside and out.
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def host_git(env: Env, *args: str, cwd: Path) -> str:
+    """Host git, as the user runs it after a session (its output; failing is an error)."""
+    return subprocess.run(["git", *args], cwd=cwd, env=env.with_(**GIT_ENV), check=True,
+                          capture_output=True, text=True).stdout
+
+
 # The agents' versions, pinned: tests/agents match the strings their screens show. Update
 # them together with those tests.
 NPM_AGENTS = ["@anthropic-ai/claude-code@2.1.197", "@openai/codex@0.169.0",

@@ -12,30 +12,24 @@ from pathlib import Path
 import pytest
 
 from agent_sandbox._plan.build import Op
-from tests.conftest import SECRET, Env, launched, sandbox_sh
+from tests.conftest import GIT_ENV, SECRET, Env, host_git, launched, sandbox_sh
 from tests.plans import plan_for, run_plan
 
 pytestmark = pytest.mark.integration
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
 
-
-def _git(env: Env, *args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=env.with_(**GIT_ENV), check=True,
-                          capture_output=True, text=True).stdout
 
 
 @pytest.fixture
 def repo(project: Path, env: Env) -> Path:
-    _git(env, "init", "-q", cwd=project)
+    host_git(env, "init", "-q", cwd=project)
     (project / "src.py").write_text("print(1)\n")
     (project / ".vscode").mkdir()
     (project / ".vscode" / "settings.json").write_text("{}\n")
     (project / "tools" / "hooks").mkdir(parents=True)
     (project / "tools" / "hooks" / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
     (project / "tools" / "hooks" / "pre-commit").chmod(0o755)
-    _git(env, "config", "core.hooksPath", "tools/hooks", cwd=project)
+    host_git(env, "config", "core.hooksPath", "tools/hooks", cwd=project)
     # Protected when they exist (only the riskiest missing names get placeholders).
     (project / ".gitmodules").write_text("")
     (project / "shell.nix").write_text("{ }\n")
@@ -45,11 +39,11 @@ def repo(project: Path, env: Env) -> Path:
     (project / ".claude" / "commands" / "review.md").write_text("Review the diff.\n")
     (project / ".agent-sandbox.toml").write_text("")
     (project / "vendor" / "lib").mkdir(parents=True)
-    _git(env, "init", "-q", cwd=project / "vendor" / "lib")  # a nested repository
-    _git(env, "commit", "-q", "--allow-empty", "-m", "nested", cwd=project / "vendor" / "lib")
-    _git(env, "add", "src.py", ".vscode", "tools", ".gitmodules", "shell.nix", ".husky",
+    host_git(env, "init", "-q", cwd=project / "vendor" / "lib")  # a nested repository
+    host_git(env, "commit", "-q", "--allow-empty", "-m", "nested", cwd=project / "vendor" / "lib")
+    host_git(env, "add", "src.py", ".vscode", "tools", ".gitmodules", "shell.nix", ".husky",
          ".claude", ".agent-sandbox.toml", cwd=project)
-    _git(env, "commit", "-qm", "init", cwd=project)
+    host_git(env, "commit", "-qm", "init", cwd=project)
     return project
 
 
@@ -130,14 +124,14 @@ def test_git_stays_useful(repo: Path, env: Env) -> None:
     done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
     assert done.returncode == 0, done.stderr
     assert (repo / "new.txt").read_text() == "new\n"
-    assert _git(env, "log", "--format=%s", cwd=repo).split() == ["work", "init"]
+    assert host_git(env, "log", "--format=%s", cwd=repo).split() == ["work", "init"]
     assert (repo / "wt" / "src.py").exists()
 
 
 def test_a_worktree_project_keeps_its_real_repositorys_hooks_read_only(repo: Path,
                                                                        env: Env) -> None:
     worktree = repo.parent / "feature-wt"
-    _git(env, "worktree", "add", "-q", str(worktree), cwd=repo)
+    host_git(env, "worktree", "add", "-q", str(worktree), cwd=repo)
     script = ("git status --short; echo x > x.txt && git add x.txt && git commit -qm wt; "
               "(echo evil > \"$(git rev-parse --git-common-dir)/hooks/pre-push\") 2>/dev/null "
               "&& echo HOOK-WRITTEN; (echo 'gitdir: /tmp' > .git) 2>/dev/null && echo REDIRECTED;"
@@ -146,7 +140,7 @@ def test_a_worktree_project_keeps_its_real_repositorys_hooks_read_only(repo: Pat
     assert done.returncode == 0, done.stderr
     assert "HOOK-WRITTEN" not in done.stdout and "REDIRECTED" not in done.stdout
     assert not (repo / ".git" / "hooks" / "pre-push").exists()
-    assert "wt" in _git(env, "log", "--all", "--format=%s", cwd=repo).split()
+    assert "wt" in host_git(env, "log", "--all", "--format=%s", cwd=repo).split()
 
 
 def test_placeholders_are_removed_even_after_the_launcher_is_killed(repo: Path,
@@ -178,7 +172,7 @@ def test_host_git_and_a_second_sandbox_work_while_a_sandbox_runs(repo: Path,
         assert commondir.read_text() == ".\n"
         # Claude Code on the host reads a valid, empty MCP configuration.
         assert json.loads((repo / ".mcp.json").read_text()) == {"mcpServers": {}}
-        assert _git(env, "status", "--short", cwd=repo) is not None  # host git works
+        assert host_git(env, "status", "--short", cwd=repo) is not None  # host git works
         second = sandbox_sh("git status --short >/dev/null && echo GIT-OK", cwd=repo,
                             env=env.with_(**GIT_ENV))
         assert "GIT-OK" in second.stdout, second.stderr
@@ -322,7 +316,7 @@ def test_a_repository_made_inside_with_host_run_config_is_quarantined(repo: Path
     assert len(summary) == 1 and "(git config host git would run (fsmonitor = touch PWNED))" \
         in summary[0], summary
     assert "example.com" in (repo / "plain" / ".git" / "config").read_text()  # plain: kept
-    _git(env, "status", cwd=repo)
+    host_git(env, "status", cwd=repo)
     assert not (repo / "PWNED").exists()
 
 
@@ -350,7 +344,7 @@ def test_the_users_global_excludes_hold_inside(repo: Path, env: Env, configured:
     # The control: without the user's patterns git inside stages both.
     (repo / "api.secret").unlink()
     (repo / ".env.local").unlink()
-    _git(env, "reset", "-q", cwd=repo)
+    host_git(env, "reset", "-q", cwd=repo)
     for path in (env.home / "my-ignore", env.home / ".config" / "git" / "ignore"):
         path.unlink(missing_ok=True)
     again = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
@@ -365,15 +359,15 @@ def test_host_git_lists_no_placeholder_while_a_sandbox_runs(repo: Path, env: Env
     nested = repo / "vendor" / "lib" / ".git" / "info" / "exclude"
     nested_before = nested.read_bytes()
     status = ["status", "--porcelain", "--untracked-files=all"]
-    quiet = _git(env, *status, cwd=repo)
+    quiet = host_git(env, *status, cwd=repo)
     assert ".envrc" not in quiet
     with launched(["-q", "--", "sh", "-c", "echo up; sleep 60"], cwd=repo,
                   env=env.vars) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
         assert (repo / ".envrc").exists() and (repo / ".mcp.json").exists()
-        assert _git(env, *status, cwd=repo) == quiet
+        assert host_git(env, *status, cwd=repo) == quiet
         assert (repo / "vendor" / "lib" / ".envrc").exists()
-        assert _git(env, *status, cwd=repo / "vendor" / "lib") == ""
+        assert host_git(env, *status, cwd=repo / "vendor" / "lib") == ""
         if ending == "SIGKILL":
             proc.kill()
         else:
@@ -390,7 +384,7 @@ def test_a_relative_hooks_path_from_the_global_config_is_protected(repo: Path, e
                                                                    tmp_path: Path) -> None:
     """A global ``core.hooksPath = .hooks`` names a directory in every repository: the
     session must not create it, or host git commit runs what it put there."""
-    _git(env, "config", "--unset", "core.hooksPath", cwd=repo)
+    host_git(env, "config", "--unset", "core.hooksPath", cwd=repo)
     with (env.home / ".gitconfig").open("a") as f:
         f.write("[core]\n\thooksPath = .hooks\n")
     marker = tmp_path / "HOOK-RAN"
@@ -399,8 +393,8 @@ def test_a_relative_hooks_path_from_the_global_config_is_protected(repo: Path, e
     done = sandbox_sh(f"{plant}; true", cwd=repo, env=env.vars)
     assert "PLANTED" not in done.stdout
     (repo / "f").write_text("x\n")
-    _git(env, "add", "f", cwd=repo)
-    _git(env, "commit", "-qm", "host commit", cwd=repo)
+    host_git(env, "add", "f", cwd=repo)
+    host_git(env, "commit", "-qm", "host commit", cwd=repo)
     assert not marker.exists()
     # The control: the same plan without the protection of .hooks lets the hook in, and
     # host git commit runs it.
@@ -409,8 +403,8 @@ def test_a_relative_hooks_path_from_the_global_config_is_protected(repo: Path, e
         "/.hooks") and "protected" in op.why else (op,))
     assert "PLANTED" in unprotected.stdout, unprotected.stderr
     (repo / "g").write_text("y\n")
-    _git(env, "add", "g", cwd=repo)
-    _git(env, "commit", "-qm", "host commit 2", cwd=repo)
+    host_git(env, "add", "g", cwd=repo)
+    host_git(env, "commit", "-qm", "host commit 2", cwd=repo)
     assert marker.exists()
 
 

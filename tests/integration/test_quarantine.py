@@ -12,28 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, launched, run_cli, sandbox_sh
+from tests.conftest import GIT_ENV, Env, host_git, launched, run_cli, sandbox_sh
 from tests.plans import plan_for, run_plan
 
 pytestmark = pytest.mark.integration
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_NOSYSTEM": "1"}
 
-
-def _git(env: Env, *args: str, cwd: Path, check: bool = True) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=env.with_(**GIT_ENV), check=check,
-                          capture_output=True, text=True).stdout
 
 
 @pytest.fixture
 def repo(project: Path, env: Env) -> Path:
-    _git(env, "init", "-q", cwd=project)
+    host_git(env, "init", "-q", cwd=project)
     (project / "a.txt").write_text("a\n")
-    _git(env, "add", "a.txt", cwd=project)
-    _git(env, "commit", "-qm", "one", cwd=project)
+    host_git(env, "add", "a.txt", cwd=project)
+    host_git(env, "commit", "-qm", "one", cwd=project)
     (project / "a.txt").write_text("b\n")
-    _git(env, "commit", "-qam", "two", cwd=project)
+    host_git(env, "commit", "-qam", "two", cwd=project)
     return project
 
 
@@ -57,12 +51,12 @@ def test_a_new_nested_repository_keeps_its_history_and_loses_what_would_run(
     assert "MADE" in done.stdout, done.stderr
     session = _quarantined(done)
     # What the user runs afterwards: nothing planted runs, the work is all there.
-    assert "nested" in _git(env, "log", "--oneline", cwd=repo)
-    _git(env, "status", cwd=repo)
-    _git(env, "-C", "evil", "status", cwd=repo)
-    _git(env, "-C", "evil", "checkout", "-q", "-B", "other", cwd=repo)
+    assert "nested" in host_git(env, "log", "--oneline", cwd=repo)
+    host_git(env, "status", cwd=repo)
+    host_git(env, "-C", "evil", "status", cwd=repo)
+    host_git(env, "-C", "evil", "checkout", "-q", "-B", "other", cwd=repo)
     assert not marker.exists() and not Path(f"{marker}.hook").exists()
-    assert _git(env, "-C", "evil", "log", "--format=%s", cwd=repo).split() == ["x"]
+    assert host_git(env, "-C", "evil", "log", "--format=%s", cwd=repo).split() == ["x"]
     assert "fsmonitor" not in (repo / "evil/.git/config").read_text()
     # Listed, shown, and restored byte for byte.
     listed = run_cli(["quarantine", "list"], cwd=repo, env=env.vars)
@@ -86,7 +80,7 @@ def test_without_the_quarantine_host_git_runs_the_planted_fsmonitor(
     plan = plan_for(repo, env.with_(**GIT_ENV), ["sh", "-c", NESTED.format(marker=marker)])
     done = run_plan(plan, tmp_path, environ=env.with_(**GIT_ENV))
     assert "MADE" in done.stdout, done.stderr
-    _git(env, "-C", "evil", "status", cwd=repo)
+    host_git(env, "-C", "evil", "status", cwd=repo)
     assert marker.exists()
 
 
@@ -99,14 +93,14 @@ def test_a_rebase_left_in_progress_loses_its_exec_lines(repo: Path, env: Env,
                       extra=["--env", f"GIT_SEQUENCE_EDITOR={editor}"])
     assert "rebase" in done.stdout, done.stdout + done.stderr
     _quarantined(done)
-    _git(env, "rebase", "--continue", cwd=repo)
+    host_git(env, "rebase", "--continue", cwd=repo)
     assert not marker.exists()
-    assert _git(env, "log", "--format=%s", cwd=repo).split() == ["two", "one"]
+    assert host_git(env, "log", "--format=%s", cwd=repo).split() == ["two", "one"]
 
 
 def test_a_forged_worktree_is_set_aside(repo: Path, env: Env, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
-    _git(env, "init", "-q", str(elsewhere), cwd=tmp_path)
+    host_git(env, "init", "-q", str(elsewhere), cwd=tmp_path)
     forge = (f"mkdir -p .git/worktrees/x && echo {elsewhere}/.git > .git/worktrees/x/commondir"
              " && echo ref: refs/heads/master > .git/worktrees/x/HEAD && echo MADE")
     done = sandbox_sh(forge, cwd=repo, env=env.vars)
@@ -118,7 +112,7 @@ def test_a_forged_worktree_is_set_aside(repo: Path, env: Env, tmp_path: Path) ->
                       env=env.with_(**GIT_ENV))
     assert "ADDED" in made.stdout, made.stdout + made.stderr
     assert (repo / "wt" / "a.txt").exists() and "quarantined" not in made.stderr
-    _git(env, "worktree", "list", cwd=repo)
+    host_git(env, "worktree", "list", cwd=repo)
 
 
 def test_a_submodule_added_inside_works_and_its_new_hooks_are_set_aside(
@@ -132,10 +126,10 @@ def test_a_submodule_added_inside_works_and_its_new_hooks_are_set_aside(
     done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
     assert "MADE" in done.stdout, done.stdout + done.stderr
     _quarantined(done)
-    assert "lib" in _git(env, "submodule", "status", cwd=repo)
-    _git(env, "-c", "protocol.file.allow=always", "submodule", "update", "--init",
+    assert "lib" in host_git(env, "submodule", "status", cwd=repo)
+    host_git(env, "-c", "protocol.file.allow=always", "submodule", "update", "--init",
          "--checkout", cwd=repo)
-    _git(env, "-C", "lib", "checkout", "-q", "-B", "x", cwd=repo)
+    host_git(env, "-C", "lib", "checkout", "-q", "-B", "x", cwd=repo)
     assert not marker.exists()
 
 
@@ -153,7 +147,7 @@ def test_a_killed_launchers_session_is_quarantined_by_its_janitor(
     while "fsmonitor" in config.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "fsmonitor" not in config.read_text()
-    _git(env, "-C", "evil", "status", cwd=repo)
+    host_git(env, "-C", "evil", "status", cwd=repo)
     assert not marker.exists()
     listed = run_cli(["quarantine", "list"], cwd=repo, env=env.vars)
     assert str(repo) in listed.stdout
