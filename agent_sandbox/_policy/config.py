@@ -152,15 +152,19 @@ def _normalise(key: str, value: Any, where: str, base: str | None = None) -> Any
     return text
 
 
+# A configuration file is a few lines; one larger than this is not one.
+CONFIG_MAX = 1 << 20
+
+
 def read_file(path: str, project: bool = False) -> dict[str, Value]:
-    """One TOML layer; {} if the file does not exist. Any problem: a UsageError naming it."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
+    """One TOML layer; {} if the file does not exist. Any problem: a UsageError naming it.
+    The project's file is anyone's to write: read without blocking or following a
+    symlink, and capped (``_files.read_input``)."""
+    from agent_sandbox._files import read_input
+
+    raw = read_input(path, CONFIG_MAX, follow=not project)
+    if raw is None:
         return {}
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read it: {e.strerror}") from None
     import tomllib  # only when a file exists: most launches have none
 
     try:

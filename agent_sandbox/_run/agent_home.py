@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 from agent_sandbox._errors import SandboxUnavailable
+from agent_sandbox._files import READ_FLAGS
 from agent_sandbox._policy.login import expired, login_part
 from agent_sandbox._policy.presets import Preset, data_dir, login_files, project_key
 from agent_sandbox._run.dirfd import (
@@ -57,7 +58,7 @@ from agent_sandbox._run.dirfd import (
 from agent_sandbox._run.workdir import UnsafeTree, remove_tree
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ = READ_FLAGS  # never blocks on a FIFO planted in a home
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 

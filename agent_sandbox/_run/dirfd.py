@@ -11,10 +11,11 @@ import os
 import stat
 
 from agent_sandbox._errors import SandboxUnavailable
+from agent_sandbox._files import READ_FLAGS
 
 LOGIN_MAX = 1 << 20
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ = READ_FLAGS  # never blocks on a FIFO planted in a home
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_EXCHANGE = 2
 

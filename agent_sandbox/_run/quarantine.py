@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
+from agent_sandbox._files import READ_FLAGS
 from agent_sandbox._plan.protect import PLAIN_CONFIG, Protection, git_dirs, work_trees
 from agent_sandbox._policy.protected import COVERED
 
@@ -151,7 +152,7 @@ def _new_names(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes
 
 def _read(path: str) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, READ_FLAGS)
     except OSError:
         return b""
     with os.fdopen(fd, "rb") as f:

@@ -3,6 +3,8 @@ and nothing started (no work dir was ever created)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,36 @@ def test_a_script_whose_interpreter_is_hidden(project: Path, env: Env) -> None:
                         f"--ro {hidden.parent}")
     shown = run_cli(["--", "./tool"], cwd=project, env=env.vars)
     assert shown.returncode == 0 and shown.stdout == "hi\n", shown.stderr
+
+
+def _plant(kind: str, path: Path, tmp: Path) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp / "elsewhere.toml").write_text('net = "host"\n')
+        path.symlink_to(tmp / "elsewhere.toml")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "sparse 8 GiB":
+        with path.open("wb") as f:
+            f.truncate(8 << 30)
+    else:
+        path.write_bytes(b"\x00\xff\xfe garbage \x1b]52;c;aGk=\x07" * 50)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "directory", "sparse 8 GiB", "garbage"])
+def test_a_hostile_project_file_is_a_clear_error(kind: str, project: Path, env: Env,
+                                                 tmp_path: Path) -> None:
+    """Whatever the command left as the project's .agent-sandbox.toml, the next launch
+    names the file and exits 2 at once: no hang, no traceback, nothing started."""
+    path = project / ".agent-sandbox.toml"
+    _plant(kind, path, tmp_path)
+    done = run_cli(["--", "sh", "-c", "echo STARTED"], cwd=project, env=env.vars, timeout=10)
+    assert done.returncode == 2, done.stderr
+    assert "STARTED" not in done.stdout and "Traceback" not in done.stderr
+    assert str(path) in done.stderr
+    if kind != "garbage":
+        fix = next(x for x in done.stderr.splitlines() if x.startswith("agent-sandbox: fix:"))
+        assert fix.endswith(f"mv {path} {path}.bad"), fix
+        subprocess.run(fix.split("fix: ", 1)[1].split(": ", 1)[1], shell=True, check=True)
+        assert run_cli(["--", "true"], cwd=project, env=env.vars).returncode == 0

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "agent_sandbox"
 # Higher layers import lower ones only; one rank may import itself (another module of the
 # same package), never upwards.
 RANKS = {"_cli": 5, "_run": 4, "_plan": 3, "_policy": 2, "_net": 1, "_seccomp": 1,
-         "_errors": 0, "_say": 0}
+         "_errors": 0, "_say": 0, "_files": 0}
 TOP = ("__init__", "__main__")
 MAX_LINES = 400
 # Longer modules, each with why it stays one module.
