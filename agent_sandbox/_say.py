@@ -27,8 +27,21 @@ def render(text: str, colour: bool) -> str:
     return f"agent-sandbox: {text}"
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: every C0 and C1 control character and DEL (ESC
+    included, so no escape sequence survives) written as a visible ``\\xNN``. Strings
+    from inside the sandbox (host names, paths, commands, session names) pass through this
+    wherever they are printed."""
+    return text.translate(_ESCAPES)
+
+
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
 def say(text: str) -> None:
-    print(render(text, colour_wanted(os.environ, sys.stderr.isatty())), file=sys.stderr)
+    """One message line on stderr; nothing in it can drive the terminal (``printable``)."""
+    print(render(printable(text), colour_wanted(os.environ, sys.stderr.isatty())),
+          file=sys.stderr)
 
 
 def home_relative(path: str, home: str | None = None) -> str:

@@ -30,6 +30,7 @@ from agent_sandbox._plan.install import INSTALL_ORIGIN
 from agent_sandbox._plan.protect import Protection
 from agent_sandbox._policy.config import ENV_PREFIX, LIST_KEYS, Value
 from agent_sandbox._policy.values import NetMode, Policy, is_under
+from agent_sandbox._say import printable
 
 READ_WRITE, READ_ONLY, HIDDEN, MASKED, REPLACED = (
     "read-write", "read-only", "hidden", "masked", "replaced")
@@ -452,7 +453,7 @@ def explain(argv: Sequence[str]) -> int:
         if os.path.lexists(target):
             lines.append(f"  note:    taken as a host; for the file, write ./{target} or "
                          f"--path {target}")
-        print("\n".join(lines))
+        print("\n".join(map(printable, lines)))
         return 0
     view = gather_host_view(identity, layout, os.environ, policy.project,
                             protect=s.get("protect", ()), unprotect=s.get("unprotect", ()))
@@ -464,7 +465,8 @@ def explain(argv: Sequence[str]) -> int:
     path = raw if raw.startswith("/") else posixpath.join(current_dir(), raw)
     masked_dirs = (*view.layout.secret_dirs,
                    *(p for p, is_dir in view.proc_entries if is_dir and p in PROC_MASKED))
-    print("\n".join(_explain_path(path, build_plan(policy, view), origins, masked_dirs)))
+    print("\n".join(map(printable, _explain_path(path, build_plan(policy, view), origins,
+                                                 masked_dirs))))
     return 0
 
 

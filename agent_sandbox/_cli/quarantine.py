@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from agent_sandbox._cli.parser import subcommand_parser
-from agent_sandbox._say import say
+from agent_sandbox._say import printable, say
 
 
 def quarantine(argv: Sequence[str]) -> int:
@@ -27,16 +27,16 @@ def quarantine(argv: Sequence[str]) -> int:
             say("nothing is quarantined")
         for session in found:
             project, items = load(os.environ, session)
-            sys.stdout.write(f"{session}  {len(items)} item(s)  {project}\n")
+            sys.stdout.write(printable(f"{session}  {len(items)} item(s)  {project}") + "\n")
         return 0
     if args.id is None:
         p.error(f"{args.action} needs an ID (agent-sandbox quarantine list shows them)")
     if args.action == "show":
         project, items = load(os.environ, args.id)
         where = os.path.join(quarantine_dir(os.environ), args.id)
-        print(f"# {args.id}: {project}; kept in {where}")
+        print(printable(f"# {args.id}: {project}; kept in {where}"))
         for item in items:
-            print(f"{item.path}  ({item.action}: {item.why}) -> {item.stored}")
+            print(printable(f"{item.path}  ({item.action}: {item.why}) -> {item.stored}"))
         return 0
     if args.action == "restore":
         for path in restore(os.environ, args.id, args.paths):

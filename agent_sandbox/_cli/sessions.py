@@ -29,7 +29,7 @@ from agent_sandbox._run.sessions import (
     sessions_dir,
     socket_path,
 )
-from agent_sandbox._say import say
+from agent_sandbox._say import printable, say
 
 STOP_WAIT = 10.0  # seconds: the launcher's own grace (5 s) before it kills, and then some
 START_WAIT = 10.0
@@ -49,8 +49,9 @@ def table(sessions: Iterable[Session], detached: Iterable[str], now: float) -> s
     """What ``ps`` prints (pure)."""
     detached = set(detached)
     rows = [("NAME", "AGENT", "PID", "NET", "UPTIME", "TERMINAL", "PROJECT")]
-    rows += [(s.name, s.agent or "-", str(s.pid), s.net, _uptime(now - s.started),
-              "detached" if s.name in detached else "own", s.project) for s in sessions]
+    rows += [(printable(s.name), printable(s.agent or "-"), str(s.pid), printable(s.net),
+              _uptime(now - s.started), "detached" if s.name in detached else "own",
+              printable(s.project)) for s in sessions]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
                    + "  " + row[-1] + "\n" for row in rows)
@@ -110,7 +111,8 @@ def describe(record: Mapping[str, Any]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record.get("time", 0))))
     rest = " ".join(f"{k}={_shown(v)}" for k, v in record.items()
                     if k not in ("time", "session", "decision"))
-    return f"{when}  {record.get('session', '?')}  {record.get('decision', '?')}  {rest}"
+    return printable(f"{when}  {record.get('session', '?')}  {record.get('decision', '?')}  "
+                     f"{rest}")
 
 
 def _shown(value: object) -> str:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 
 from agent_sandbox._cli.parser import subcommand_parser
-from agent_sandbox._say import home_relative, say
+from agent_sandbox._say import home_relative, printable, say
 
 
 def _size(n: int) -> str:
@@ -47,7 +47,7 @@ def state(argv: Sequence[str]) -> int:
     for h in found:
         gone = "" if os.path.isdir(h.project) else "  (project gone or moved)"
         used = time.strftime("%Y-%m-%d", time.localtime(h.used)) if h.used else "?"
-        sys.stdout.write(f"{h.name:<{width}}  {_size(h.size):>7}  used {used}  "
-                         f"{h.project or '?'}{gone}\n")
+        sys.stdout.write(printable(f"{h.name:<{width}}  {_size(h.size):>7}  used {used}  "
+                                   f"{h.project or '?'}{gone}") + "\n")
     return 0
 

@@ -46,6 +46,7 @@ from agent_sandbox._net.names import normalise_name
 from agent_sandbox._net.plan import static_addresses
 from agent_sandbox._net.relay import relay
 from agent_sandbox._net.wire import MAX_HEAD, NeedMore, request_head, sni, split_host_port
+from agent_sandbox._say import printable
 
 _DYNAMIC_SLOTS = 256 * 256 - 2  # 127.2.0.1 .. 127.2.255.254
 HEAD_TIMEOUT = 10.0  # seconds to send a request head or ClientHello (slowloris)
@@ -314,10 +315,14 @@ def _serve_published(net: Network, make_socket: Callable[[], socket.socket], por
 
 
 def _why(denied: Denied) -> str:
-    hint = f"\nTo allow it, run agent-sandbox with {allow_hint(denied.host, denied.port)}." \
-        if denied.host else ""
-    return (f"agent-sandbox blocked this connection: {denied.host or 'request'}"
-            f"{f':{denied.port}' if denied.port else ''}: {denied.reason}.{hint}\n")
+    """The 403's body: the host, the reason and the flag to allow it, each line safe for a
+    terminal (a client may print it, and the host name is the command's choice)."""
+    lines = [f"agent-sandbox blocked this connection: {denied.host or 'request'}"
+             f"{f':{denied.port}' if denied.port else ''}: {denied.reason}."]
+    if denied.host:
+        lines.append(f"To allow it, run agent-sandbox with "
+                     f"{allow_hint(denied.host, denied.port)}.")
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def _outcome(net: Network, path: str, serve: Task[None]) -> Task[bytes]:
