@@ -45,7 +45,15 @@ from agent_sandbox._net.loop import (
 from agent_sandbox._net.names import normalise_name
 from agent_sandbox._net.plan import static_addresses
 from agent_sandbox._net.relay import relay
-from agent_sandbox._net.wire import MAX_HEAD, NeedMore, request_head, sni, split_host_port
+from agent_sandbox._net.wire import (
+    MAX_HEAD,
+    NeedMore,
+    RequestHead,
+    one_request,
+    request_head,
+    sni,
+    split_host_port,
+)
 from agent_sandbox._say import printable
 
 _DYNAMIC_SLOTS = 256 * 256 - 2  # 127.2.0.1 .. 127.2.255.254
@@ -195,23 +203,45 @@ def _decide(net: Network, host: str, port: int) -> AllowEntry:
     return verdict.entry
 
 
-def _check_tunnel(client: socket.socket, host: str, port: int, data: bytes) -> Task[bytes]:
+def _check_tunnel(net: Network, client: socket.socket, host: str, port: int,
+                  data: bytes) -> Task[tuple[bytes, int | None]]:
     """The first bytes (``data``, already read, then more) must be TLS naming ``host`` (SNI)
-    or an HTTP request for ``host`` (Host); returns them, to be sent on upstream. Bounded in
-    time like a request head, so idle connections cannot pile up."""
+    or an HTTP request for ``host`` (Host). Returns what to send upstream and how much more
+    of the client's bytes may follow: all of them for TLS (None), for plain HTTP only the
+    rest of that one request's body (``_one_request``). Bounded in time like a request
+    head, so idle connections cannot pile up."""
     data = data or (yield from recv(client, time.monotonic() + HEAD_TIMEOUT))
     if data[:1] == bytes([0x16]):
         data = yield from _read_until(client, data, sni)
         name = sni(data)
         if name != host:
             raise Denied(f"TLS server name {name!r} is not {host!r}", host, port)
-        return data
+        return data, None
     data = yield from _read_until(client, data, request_head)
     head = request_head(data) if data else None
     target = split_host_port(head.header("host") or "", port) if head else None
     if not head or not target or target[0] != host:
         raise Denied("neither TLS nor HTTP for this host", host, port)
-    return data
+    return _one_request(net, head, data, host, port)
+
+
+def _one_request(net: Network, head: RequestHead, data: bytes, host: str, port: int,
+                 request_line: str | None = None,
+                 authority: str | None = None) -> tuple[bytes, int | None]:
+    """Plain HTTP carries exactly one checked request per connection: its head (with
+    ``Connection: close``) and body go upstream, nothing after them does. A pipelined
+    request that came along is logged as not forwarded (its client retries on a new
+    connection, which is checked in turn)."""
+    one = one_request(head, data, request_line, authority)
+    if one is None:
+        raise Denied("a request body without Content-Length (chunked): not forwarded on "
+                     "plain HTTP", host, port, _http_error(
+                         "411 Length Required", "agent-sandbox: plain HTTP requests need a "
+                         "Content-Length\n"))
+    if one.extra:
+        net.deny("pipelined", host, port, "a second request on the connection was not "
+                 "forwarded (one checked request per plain-HTTP connection)")
+    return one.first, one.body_left
 
 
 def _http_error(status: str, body: str) -> bytes:
@@ -253,17 +283,13 @@ def _serve_proxy(net: Network, client: socket.socket) -> Task[None]:
         yield from send_all(client, b"HTTP/1.1 200 Connection Established\r\n\r\n",
                             time.monotonic() + HEAD_TIMEOUT)
         # Bytes sent along with the CONNECT head are checked like any others.
-        first = yield from _check_tunnel(client, host, port, data[head.size:])
+        first, limit = yield from _check_tunnel(net, client, host, port, data[head.size:])
     else:
         # An absolute URL: forwarded in origin form, without the proxy's own headers, with
         # the Host the policy checked (not one naming another site behind the same address)
-        # and for this one request only (a next one on the connection is never seen).
-        headers = "".join(f"{k}: {v}\r\n" for k, v in head.headers
-                          if not k.lower().startswith("proxy-")
-                          and k.lower() not in ("host", "connection", "keep-alive"))
-        first = (f"{head.method} /{rest} {head.version}\r\nHost: {authority}\r\n{headers}"
-                 "Connection: close\r\n\r\n").encode()
-        first += data[head.size:]
+        # and for this one request only (a next one on the connection is never sent).
+        first, limit = _one_request(net, head, data, host, port,
+                                    f"{head.method} /{rest} {head.version}", authority)
     try:
         upstream = yield from _dial(net, entry, host, port, "proxy")
     except UpstreamFailed as failed:
@@ -274,7 +300,7 @@ def _serve_proxy(net: Network, client: socket.socket) -> Task[None]:
     except Denied as denied:
         raise (denied if connect else _forbidden(denied)) from None
     with upstream:
-        yield from relay(client, upstream, first)
+        yield from relay(client, upstream, first, limit)
 
 
 def _serve_transparent(net: Network, port: int, client: socket.socket) -> Task[None]:
@@ -283,10 +309,10 @@ def _serve_transparent(net: Network, port: int, client: socket.socket) -> Task[N
     if expected is None:
         raise Denied(f"{destination} is not an allowed name's address", destination, port)
     entry = _decide(net, expected, port)
-    data = yield from _check_tunnel(client, expected, port, b"")
+    data, limit = yield from _check_tunnel(net, client, expected, port, b"")
     upstream = yield from _dial(net, entry, expected, port, "transparent")
     with upstream:
-        yield from relay(client, upstream, data)
+        yield from relay(client, upstream, data, limit)
 
 
 def _serve_forward(net: Network, forward: Forward, client: socket.socket) -> Task[None]:

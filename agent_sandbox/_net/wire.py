@@ -120,3 +120,40 @@ def split_host_port(authority: str, default_port: int) -> tuple[str, int] | None
     if not host or not 0 < port < 65536:
         return None
     return host.lower().rstrip("."), port
+
+
+class OneRequest(NamedTuple):
+    """One plain-HTTP request as it goes upstream: its head (ending the connection after
+    it), the body bytes already read, how many more the body has, and what followed it."""
+
+    first: bytes
+    body_left: int
+    extra: bytes
+
+
+def one_request(head: RequestHead, data: bytes, request_line: str | None = None,
+                host: str | None = None) -> OneRequest | None:
+    """``data`` (starting with ``head``) cut to exactly one request: the head rewritten with
+    ``Connection: close`` (and ``request_line``/``Host`` when given: the proxy's absolute
+    form turned into origin form), its Content-Length of body, nothing after. None for a
+    body this cannot delimit (Transfer-Encoding, or a bad Content-Length): refused rather
+    than guessed, so no second request can hide in it."""
+    if head.header("transfer-encoding") is not None:
+        return None
+    length_text = head.header("content-length") or "0"
+    if not length_text.isdigit():
+        return None
+    length = int(length_text)
+    dropped = {"connection", "keep-alive", "proxy-connection"}
+    if host is not None:
+        dropped.add("host")
+    lines = [request_line or f"{head.method} {head.target} {head.version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += [f"{k}: {v}" for k, v in head.headers
+              if k.lower() not in dropped and not (host is not None
+                                                   and k.lower().startswith("proxy-"))]
+    lines.append("Connection: close")
+    body = data[head.size:head.size + length]
+    return OneRequest(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body,
+                      length - len(body), data[head.size + length:])

@@ -4,6 +4,7 @@ Loopback only: nothing here sends a packet off this machine."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
@@ -331,3 +332,66 @@ def test_the_proxy_is_not_on_the_hosts_loopback(project: Path, env: Env,
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", 3128), timeout=5)
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def plain_upstream() -> Iterator[tuple[int, list[bytes]]]:
+    """A plain-HTTP server on the host's 127.0.0.1 that answers the first request of each
+    connection and records every byte each connection brought."""
+    server = socket.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                        data += chunk
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                    while chunk := conn.recv(65536):
+                        data += chunk
+                got.append(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1], got
+    server.close()
+
+
+PIPELINE = """
+import socket, sys
+host, port, direct = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "direct"
+target = "/" if direct else f"http://{host}:{port}/"
+first = f"GET {target} HTTP/1.1\\r\\nHost: {host}:{port}\\r\\n\\r\\n"
+second = "GET http://internal.other.test/ HTTP/1.1\\r\\nHost: internal.other.test\\r\\n\\r\\n"
+s = socket.create_connection((host, port) if direct else ("127.0.0.1", 3128), timeout=10)
+s.sendall((first + second).encode())
+reply = b""
+while chunk := s.recv(65536):
+    reply += chunk
+print(reply.count(b"HTTP/1.1 200"), "response(s)")
+"""
+
+
+@pytest.mark.parametrize("path", ["proxy", "direct"])
+def test_a_pipelined_second_request_is_never_forwarded(
+        project: Path, env: Env, plain_upstream: tuple[int, list[bytes]], path: str) -> None:
+    """Two requests back to back on one plain-HTTP connection, the second for a host the
+    policy never saw: the upstream receives the first one only (each connection carries
+    one checked request), and the log says what was dropped."""
+    port, got = plain_upstream
+    name = "plain.example.test"
+    done = run_cli(["-q", "--allow", f"{name}:{port}", "--resolve", f"{name}=127.0.0.1",
+                    "--", "python3", "-c", PIPELINE, name, str(port), path],
+                   cwd=project, env=env.vars, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1 response(s)", done.stdout
+    received = b"".join(got)
+    assert received.count(b"GET ") == 1 and b"internal.other.test" not in received, received
+    assert b"Connection: close" in received
+    assert any(d["path"] == "pipelined" and d["decision"] == "deny" for d in _log(env))

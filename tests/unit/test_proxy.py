@@ -199,7 +199,9 @@ def test_a_tunnel_moves_every_byte_both_ways_and_passes_half_closes_on(
     log = DecisionLog("test", str(tmp_path / "log.jsonl"))
     net = Network((parse_allow(f"private.test:{upstream}", private=True),), (), log)
     listener = socket.create_server(("127.0.0.1", 0))
-    head = b"GET / HTTP/1.1\r\nHost: private.test\r\n\r\n"
+    # Plain HTTP in a tunnel carries one request: its body is the payload.
+    head = (f"POST / HTTP/1.1\r\nHost: private.test\r\nContent-Length: {8 << 20}"
+            "\r\n\r\n").encode()
     try:
         with serving(net, Listeners(proxy=listener), (), lambda: socket.socket()), \
                 socket.create_connection(listener.getsockname(), timeout=20) as s:
@@ -214,7 +216,8 @@ def test_a_tunnel_moves_every_byte_both_ways_and_passes_half_closes_on(
         listener.close()
         server.close()
         log.close()
-    digest = hashlib.sha256(head + payload).hexdigest().encode()
+    sent = head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")  # one request
+    digest = hashlib.sha256(sent + payload).hexdigest().encode()
     assert bytes(reply) == b"greeting;got:" + digest
 
 
