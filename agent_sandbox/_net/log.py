@@ -8,6 +8,7 @@ printed at exit can say what was blocked and which flag would allow it.
 from __future__ import annotations
 
 import _thread  # a lock without importing threading on every launch
+import contextlib
 import json
 import os
 import time
@@ -25,14 +26,40 @@ def log_path() -> str:
     return os.path.join(state_dir(), "decisions.jsonl")
 
 
+# Bounds (docs/network.md, "The decision log"): a field is cut to FIELD_MAX characters (a
+# list to LIST_MAX items); a denial repeated within a session is written once, then counted
+# and written again at the end with its count and first and last time; at most
+# DENIED_KEYS distinct denials per session are written, the rest only counted; the file
+# is rotated (to decisions.jsonl.1) when a launch finds it over ROTATE_AT bytes.
+FIELD_MAX = 256
+LIST_MAX = 32
+DENIED_KEYS = 200
+ROTATE_AT = 8 << 20
+
+
+def _capped(value: object) -> object:
+    if isinstance(value, str):
+        return value if len(value) <= FIELD_MAX else value[:FIELD_MAX] + "..."
+    if isinstance(value, list | tuple):
+        items = [_capped(v) for v in value[:LIST_MAX]]
+        return [*items, "..."] if len(value) > LIST_MAX else items
+    return value
+
+
 class DecisionLog:
     def __init__(self, session: str, path: str | None = None) -> None:
         self.session = session
         self.path = path or log_path()
         self._lock = _thread.allocate_lock()
         self._file: IO[str] | None = None
+        # (path, host, port, reason) -> [count, first time, last time]
+        self._denied: dict[tuple[object, ...], list[float]] = {}
+        self._unlisted = 0
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            with contextlib.suppress(OSError):
+                if os.stat(self.path, follow_symlinks=False).st_size > ROTATE_AT:
+                    os.replace(self.path, self.path + ".1")
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
                          | os.O_CLOEXEC, 0o600)
             self._file = os.fdopen(fd, "a", buffering=1, encoding="utf-8")
@@ -40,14 +67,41 @@ class DecisionLog:
             self._file = None  # a log that cannot be written must not stop the sandbox
 
     def record(self, decision: str, **fields: object) -> None:
-        line = json.dumps({"time": round(time.time(), 3), "session": self.session,
-                           "decision": decision, **fields})
+        now = round(time.time(), 3)
+        fields = {k: _capped(v) for k, v in fields.items()}
         with self._lock:
-            if self._file is not None:
-                self._file.write(line + "\n")
+            if decision == "deny":
+                key = tuple(fields.get(k) for k in ("path", "host", "port", "reason"))
+                seen = self._denied.get(key)
+                if seen is not None:
+                    seen[0] += 1
+                    seen[2] = now
+                    return
+                if len(self._denied) >= DENIED_KEYS:
+                    self._unlisted += 1
+                    return
+                self._denied[key] = [1, now, now]
+            self._write({"time": now, "session": self.session, "decision": decision,
+                         **fields})
+
+    def _write(self, record: dict[str, object]) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
         with self._lock:
+            for (path, host, port, reason), (count, first, last) in self._denied.items():
+                if count > 1:
+                    self._write({"time": last, "session": self.session, "decision": "deny",
+                                 "path": path, "host": host, "port": port, "reason": reason,
+                                 "count": int(count), "first": first, "last": last})
+            if self._unlisted:
+                self._write({"time": round(time.time(), 3), "session": self.session,
+                             "decision": "deny", "path": "many", "host": "",
+                             "reason": f"more than {DENIED_KEYS} different denials",
+                             "count": self._unlisted})
+            self._denied.clear()
+            self._unlisted = 0
             if self._file is not None:
                 self._file.close()
                 self._file = None

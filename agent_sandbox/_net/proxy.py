@@ -127,6 +127,7 @@ class Network:
             return None
         parts = []
         for (host, port), count in self.blocked.most_common(5):
+            host = host if len(host) <= 80 else host[:80] + "..."  # one line, bounded
             what = host if port in (0, 443, 80) else f"{host}:{port}"
             parts.append(f"{what}{f' x{count}' if count > 1 else ''} ({allow_hint(host, port)})")
         more = len(self.blocked) - 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -257,3 +258,35 @@ def test_leaving_serving_closes_open_connections_and_stops_the_thread(tmp_path: 
             assert client.recv(100) == b""
     assert net.active == 0
     assert "agent-sandbox-network" not in [t.name for t in threading.enumerate()]
+
+
+def test_a_flood_of_denials_costs_the_log_a_bounded_size(tmp_path: Path) -> None:
+    """10,000 denied requests, each with a long name of its own or the same name again: the
+    log keeps one record per distinct denial (at most DENIED_KEYS), capped fields, and the
+    repeats as one aggregate with its count and first and last time."""
+    from agent_sandbox._net.log import DENIED_KEYS, FIELD_MAX
+
+    path = tmp_path / "log.jsonl"
+    log = DecisionLog("flood", str(path))
+    for i in range(5000):
+        log.record("deny", path="proxy", host=f"{i}-" + "x" * 5000, port=443, reason="no")
+        log.record("deny", path="proxy", host="same.example", port=443, reason="no")
+    log.close()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert path.stat().st_size < 150_000  # the documented bound: ~120 KB a session
+    assert len(records) <= DENIED_KEYS + 2
+    assert all(len(str(r.get("host", ""))) <= FIELD_MAX + 3 for r in records)
+    [repeated] = [r for r in records if r.get("host") == "same.example" and "count" in r]
+    assert repeated["count"] == 5000 and repeated["first"] <= repeated["last"]
+    [rest] = [r for r in records if r.get("path") == "many"]
+    assert rest["count"] == 10_000 - DENIED_KEYS - 4999
+
+
+def test_the_log_is_rotated_when_a_launch_finds_it_large(tmp_path: Path) -> None:
+    from agent_sandbox._net.log import ROTATE_AT
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"{}\n" * (ROTATE_AT // 3 + 1))
+    DecisionLog("next", str(path)).close()
+    assert (tmp_path / "log.jsonl.1").stat().st_size > ROTATE_AT
+    assert path.stat().st_size == 0
