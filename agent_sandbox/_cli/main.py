@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
              "hide", "env", "allow_nested_userns", "gpu", "best_effort", "memory", "pids",
-             "cpus", "timeout", "nofile", "fsize", "home_size", "agent_home_size",
+             "cpus", "timeout", "nofile", "nproc", "fsize", "home_size", "agent_home_size",
              "git_token_file",
              "root_stays_root", "show_command_install")
 
@@ -56,7 +56,7 @@ def _settings(args: argparse.Namespace, project: str, agent: str) -> dict[str, A
     return effective(project, os.environ, {k: getattr(args, k) for k in FLAG_KEYS}, preset)
 
 
-LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "fsize")
+LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "nproc", "fsize")
 
 
 def policy_from(args: argparse.Namespace, s: Mapping[str, Any], *, command: Sequence[str],

@@ -93,6 +93,8 @@ def _parser() -> _Parser:
     limits.add_argument("--agent-home-size", metavar="SIZE", help="size cap of an agent "
                         "preset's home for this project, kept between sessions (default 1G)")
     limits.add_argument("--nofile", metavar="N", help="open files cap (default 65536)")
+    limits.add_argument("--nproc", metavar="N", help="processes and threads of the sandbox, "
+                        "without a cgroup (RLIMIT_NPROC in its user namespace; default 4096)")
     limits.add_argument("--fsize", metavar="SIZE", help="largest file the command may write "
                         "(default 16G); core dumps are always off")
     limits.add_argument("--best-effort", action="store_true", default=None,

@@ -38,13 +38,14 @@ def _size(n: int) -> str:
 def _defaults() -> dict[str, str]:
     """The built-in value of each key that has one other than unset, empty or false."""
     from agent_sandbox._plan.protect import GIT_PROTECTED
-    from agent_sandbox._policy.limits import DEFAULT_FSIZE, DEFAULT_NOFILE
+    from agent_sandbox._policy.limits import DEFAULT_FSIZE, DEFAULT_NOFILE, DEFAULT_NPROC
     from agent_sandbox._policy.protected import PROTECTED
     from agent_sandbox._policy.values import DEFAULT_AGENT_HOME_SIZE, DEFAULT_HOME_SIZE
 
     return {"net": "none; filtered when an allow-list is given",
             **dict.fromkeys(("memory", "pids", "cpus", "timeout"), "no limit"),
-            "nofile": str(DEFAULT_NOFILE), "fsize": _size(DEFAULT_FSIZE),
+            "nofile": str(DEFAULT_NOFILE), "nproc": str(DEFAULT_NPROC),
+            "fsize": _size(DEFAULT_FSIZE),
             "home_size": _size(DEFAULT_HOME_SIZE), "show_command_install": "true",
             "agent_home_size": _size(DEFAULT_AGENT_HOME_SIZE),
             "protect": "empty; protected anyway: " + ", ".join(f"`{p}`" for p in PROTECTED)

@@ -29,7 +29,7 @@ LIST_KEYS = ("allow", "allow_private", "resolve", "forward_host", "publish", "ro
 BOOL_KEYS = ("allow_nested_userns", "gpu", "best_effort", "root_stays_root",
              "show_command_install")
 PATH_KEYS = ("git_token_file",)
-LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "fsize", "home_size",
+LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "nproc", "fsize", "home_size",
               "agent_home_size")
 NET_ORDER = ("host", "filtered", "none")  # each stricter than the one before
 KEYS = ("net", *LIST_KEYS, *BOOL_KEYS, *LIMIT_KEYS, *PATH_KEYS)
@@ -97,6 +97,7 @@ def _check_item(key: str, text: str, where: str) -> None:
         "timeout": lambda v: _limits.parse_duration(v, key),
         "pids": lambda v: _limits.parse_positive(v, key, int),
         "nofile": lambda v: _limits.parse_positive(v, key, int),
+        "nproc": lambda v: _limits.parse_positive(v, key, int),
         "cpus": lambda v: _limits.parse_positive(v, key, float),
     }
     if key in checks:
@@ -222,13 +223,15 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
     from agent_sandbox._policy.limits import (
         DEFAULT_FSIZE,
         DEFAULT_NOFILE,
+        DEFAULT_NPROC,
         parse_duration,
         parse_size,
     )
     from agent_sandbox._policy.values import DEFAULT_AGENT_HOME_SIZE, DEFAULT_HOME_SIZE
 
     # Limits that are never unlimited: the project compares with the built-in value too.
-    built_in = {"nofile": DEFAULT_NOFILE, "fsize": DEFAULT_FSIZE, "home_size": DEFAULT_HOME_SIZE,
+    built_in = {"nofile": DEFAULT_NOFILE, "nproc": DEFAULT_NPROC, "fsize": DEFAULT_FSIZE,
+                "home_size": DEFAULT_HOME_SIZE,
                 "agent_home_size": DEFAULT_AGENT_HOME_SIZE}
 
     for key, item in project.items():

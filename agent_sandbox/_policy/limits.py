@@ -19,6 +19,10 @@ from typing import NamedTuple
 from agent_sandbox._errors import UsageError
 
 DEFAULT_NOFILE = 65536
+# Processes and threads of one sandbox, without a cgroup: RLIMIT_NPROC set on the sandbox's
+# first process counts in its own user namespace (a fork bomb stops there; the user's other
+# processes do not count). A build running make -j on many cores stays well under it.
+DEFAULT_NPROC = 4096
 DEFAULT_FSIZE = 16 * 1024**3  # one file larger than this in a coding project is a runaway
 EXIT_TIMEOUT = 124
 
@@ -32,6 +36,7 @@ class Limits(NamedTuple):
     cpus: float | None = None
     timeout: float | None = None  # seconds
     nofile: int = DEFAULT_NOFILE
+    nproc: int = DEFAULT_NPROC
     fsize: int = DEFAULT_FSIZE
     best_effort: bool = False
 
@@ -98,11 +103,24 @@ class CgroupWay(NamedTuple):
     why_not: str = ""  # neither works, and why
 
 
-def apply_rlimits(limits: Limits) -> None:
-    """Set the launcher's rlimits, which bwrap and the command inherit."""
+def limit_processes(init_pid: int, limits: Limits) -> None:
+    """RLIMIT_NPROC on the sandbox's first process, before the command starts: set after
+    its user namespace exists, it counts that namespace's processes only (set on the
+    launcher, it would count all of the user's)."""
+    _soft, hard = resource.prlimit(init_pid, resource.RLIMIT_NPROC)
+    value = limits.nproc if hard == resource.RLIM_INFINITY else min(limits.nproc, hard)
+    resource.prlimit(init_pid, resource.RLIMIT_NPROC, (value, value))
+
+
+def apply_rlimits(limits: Limits, processes: bool = False) -> None:
+    """Set the launcher's rlimits, which bwrap and the command inherit. ``processes``: also
+    RLIMIT_NPROC, for a root caller, whose launcher the kernel exempts (host uid 0) while
+    the command's dropped uid counts; an ordinary caller's cap is ``limit_processes``."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    for which, value in ((resource.RLIMIT_NOFILE, limits.nofile),
-                         (resource.RLIMIT_FSIZE, limits.fsize)):
+    rlimits = [(resource.RLIMIT_NOFILE, limits.nofile), (resource.RLIMIT_FSIZE, limits.fsize)]
+    if processes:
+        rlimits.append((resource.RLIMIT_NPROC, limits.nproc))
+    for which, value in rlimits:
         _soft, hard = resource.getrlimit(which)
         capped = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (capped, capped))

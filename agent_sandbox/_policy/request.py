@@ -220,6 +220,7 @@ def _limits(raw: Mapping[str, str | None], best_effort: bool, environ: Mapping[s
         "cpus": lambda v: parse_positive(v, "--cpus", float),
         "timeout": lambda v: parse_duration(v, "--timeout"),
         "nofile": lambda v: int(parse_positive(v, "--nofile", int)),
+        "nproc": lambda v: int(parse_positive(v, "--nproc", int)),
         "fsize": lambda v: parse_size(v, "--fsize"),
     }
     for name, text in raw.items():

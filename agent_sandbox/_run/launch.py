@@ -43,7 +43,7 @@ from agent_sandbox._plan.build import (
     Placeholder,
     Plan,
 )
-from agent_sandbox._policy.limits import EXIT_TIMEOUT, apply_rlimits
+from agent_sandbox._policy.limits import EXIT_TIMEOUT, apply_rlimits, limit_processes
 from agent_sandbox._run.janitor import (
     Made,
     add_exclude_blocks,
@@ -326,22 +326,20 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                 if not quiet:
                     say(f"{plan.policy.agent}: {note}")
             stack.callback(home.close)
-        block_write = -1
         own_options = ["--json-status-fd", str(status_write)]
-        if plan.net is not None or cgroup is not None or home is not None:
-            # bwrap waits on the block pipe, after its setup and before the command, until
-            # the launcher has moved it into its cgroup, serves the network and filled the
-            # agent's home (or dies: then the sandbox dies with it).
-            block_read, block_write = os.pipe()
-            stack.callback(os.close, block_write)
-            values[BLOCK_FD] = str(block_read)
-            passed.append(block_read)
-            if plan.net is None:
-                own_options += ["--block-fd", str(block_read)]  # the plan's is the network's
-            elif plan.net.filtered:
-                values[HOSTS_FD] = str(_memory_file(stack, hosts_file(plan.net.entries)))
-                values[RESOLV_FD] = str(_memory_file(stack, resolv_conf()))
-                passed += [int(values[HOSTS_FD]), int(values[RESOLV_FD])]
+        # bwrap waits on the block pipe, after its setup and before the command, until
+        # the launcher has capped its processes, moved it into its cgroup, serves the
+        # network and filled the agent's home (or dies: then the sandbox dies with it).
+        block_read, block_write = os.pipe()
+        stack.callback(os.close, block_write)
+        values[BLOCK_FD] = str(block_read)
+        passed.append(block_read)
+        if plan.net is None:
+            own_options += ["--block-fd", str(block_read)]  # the plan's is the network's
+        elif plan.net.filtered:
+            values[HOSTS_FD] = str(_memory_file(stack, hosts_file(plan.net.entries)))
+            values[RESOLV_FD] = str(_memory_file(stack, resolv_conf()))
+            passed += [int(values[HOSTS_FD]), int(values[RESOLV_FD])]
         # The start script writes to this one from sh (a caller such as `nix develop` may
         # leave so many fds open that ours get two digits).
         started_inside = _shell_fd(started_write, passed)
@@ -357,7 +355,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             staged, renamed = stage_map([values[w] if isinstance(w, Placeholder) else w
                                          for w in plan.staged_sources])
         args = [*own_options, *plan.bwrap_args(values, renamed)]
-        apply_rlimits(plan.policy.limits)
+        apply_rlimits(plan.policy.limits, processes=plan.command_uid is not None)
         try:
             pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
                          keep_ignored=plan.shield_terminal_signals, prefix=plan.bwrap_prefix,
@@ -371,8 +369,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         finally:
             os.close(status_write)
             os.close(started_write)
-            if block_write != -1:
-                os.close(int(values[BLOCK_FD]))
+            os.close(block_read)
         after = None
         if plan.protections:
             from agent_sandbox._run.quarantine import run as quarantine
@@ -392,24 +389,25 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             _, wait_status = os.waitpid(pid, 0)
             raise _failed_to_start(bwrap, _exit_status(wait_status))
         net = None
-        if block_write != -1:
-            try:
-                if cgroup is not None:
-                    add_process(cgroup, init_pid)
-                if plan.net is not None:
-                    net = stack.enter_context(network(plan.net, init_pid, log))
-                if home is not None:
-                    home.fill(init_pid, dict(plan.env)["HOME"])
-            except BaseException:
-                # Never let the command run unserved or unlimited. The sandbox's first
-                # process goes first: it waits on the block pipe, and reads the end of it,
-                # once the pipe closes, as leave to go on, even with bwrap itself killed.
-                for target in (init_pid, pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(target, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise
-            os.write(block_write, b"x")
+        try:
+            if plan.command_uid is None:
+                limit_processes(init_pid, plan.policy.limits)
+            if cgroup is not None:
+                add_process(cgroup, init_pid)
+            if plan.net is not None:
+                net = stack.enter_context(network(plan.net, init_pid, log))
+            if home is not None:
+                home.fill(init_pid, dict(plan.env)["HOME"])
+        except BaseException:
+            # Never let the command run unserved or unlimited. The sandbox's first
+            # process goes first: it waits on the block pipe, and reads the end of it,
+            # once the pipe closes, as leave to go on, even with bwrap itself killed.
+            for target in (init_pid, pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(target, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        os.write(block_write, b"x")
         status, timed_out = _supervise(pid, init_pid, plan.policy.limits.timeout)
         if home is not None:
             for note in home.save():

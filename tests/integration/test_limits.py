@@ -156,3 +156,36 @@ def test_fork_bomb_and_memory_hog_are_contained(project: Path, env: Env) -> None
     fine = sandbox_sh("python3 -c 'x = bytearray(64 * 1024**2)' && echo fine", cwd=project,
                       env=env.vars, extra=["--memory", "256M"], timeout=60)
     assert "fine" in fine.stdout, fine.stderr  # the positive control
+
+
+FORK_BOMB = """
+import os, time
+started = 0
+for _ in range(200):
+    try:
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        started += 1
+    except OSError:
+        break
+print(started)
+print(open("/proc/self/limits").read().split("Max processes")[1].split()[0])
+"""
+
+
+def test_a_default_sandbox_caps_its_processes_without_a_cgroup(project: Path,
+                                                                env: Env) -> None:
+    """RLIMIT_NPROC on the sandbox's first process counts its own user namespace: a fork
+    bomb stops at the cap (as root, the command's dropped uid counts; the kernel exempts
+    only host uid 0). The control: a larger cap lets all of them start."""
+    def bomb(*extra: str) -> list[str]:
+        done = run_cli(["-q", *extra, "--", "python3", "-c", FORK_BOMB], cwd=project,
+                       env=env.vars, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    started, cap = bomb("--nproc", "50")
+    assert int(started) < 50 and cap == "50"
+    assert bomb("--nproc", "500")[0] == "200"
+    assert bomb()[1] == "4096"
