@@ -125,7 +125,9 @@ def test_two_sessions_refreshing_at_once_leave_one_whole_login(env: Env,
     procs = [s.__enter__() for s in sessions]
     try:
         for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+            assert proc.stdout is not None and proc.stderr is not None
+            line = proc.stdout.readline().strip()
+            assert line == "started", line or proc.stderr.read()
         for project in (a, b):
             (project / "go").touch()
         for proc in procs:
