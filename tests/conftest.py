@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,28 @@ def launched(args: Sequence[str], *, cwd: Path, env: Mapping[str, str],
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+@contextlib.contextmanager
+def loopback_server(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A TCP server on the host's 127.0.0.1 that runs ``handle`` on each connection in
+    turn (one thread), closing it after; yields its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                handle(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
 
 
 # A git identity for the commits tests make, inside and out.

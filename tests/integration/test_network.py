@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import pytest
 import trustme
 
-from tests.conftest import Env, launched, run_cli
+from tests.conftest import Env, launched, loopback_server, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -338,29 +338,21 @@ def test_the_proxy_is_not_on_the_hosts_loopback(project: Path, env: Env,
 def plain_upstream() -> Iterator[tuple[int, list[bytes]]]:
     """A plain-HTTP server on the host's 127.0.0.1 that answers the first request of each
     connection and records every byte each connection brought."""
-    server = socket.create_server(("127.0.0.1", 0))
     got: list[bytes] = []
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                data = b""
-                with contextlib.suppress(OSError):
-                    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
-                        data += chunk
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-                    while chunk := conn.recv(65536):
-                        data += chunk
-                got.append(data)
+    def handle(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        data = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                data += chunk
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            while chunk := conn.recv(65536):
+                data += chunk
+        got.append(data)
 
-    threading.Thread(target=serve, daemon=True).start()
-    yield server.getsockname()[1], got
-    server.close()
+    with loopback_server(handle) as port:
+        yield port, got
 
 
 PIPELINE = """

@@ -19,6 +19,7 @@ from dnslib import RCODE, DNSRecord
 from agent_sandbox._net.allow import parse_allow
 from agent_sandbox._net.log import DecisionLog
 from agent_sandbox._net.proxy import Listeners, Network, serving
+from tests.conftest import loopback_server
 
 
 class Resolver:
@@ -37,20 +38,8 @@ class Resolver:
 
 @pytest.fixture
 def echo() -> Iterator[int]:
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(b"upstream:" + conn.recv(1000))
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
+    with loopback_server(lambda conn: conn.sendall(b"upstream:" + conn.recv(1000))) as port:
+        yield port
 
 
 @pytest.fixture
