@@ -387,3 +387,29 @@ def test_a_pipelined_second_request_is_never_forwarded(
     assert received.count(b"GET ") == 1 and b"internal.other.test" not in received, received
     assert b"Connection: close" in received
     assert any(d["path"] == "pipelined" and d["decision"] == "deny" for d in _log(env))
+
+
+ESCAPES = "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[21t\x1bP$qm\x1b\\"
+CONNECT_ESCAPES = f"""
+import socket
+s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+s.sendall("CONNECT evil{ESCAPES}.example.test:443 HTTP/1.1\\r\\n\\r\\n".encode())
+print(s.recv(4096).decode(errors="replace").splitlines()[0])
+"""
+
+
+def test_escape_sequences_from_inside_never_reach_the_terminal_raw(
+        tmp_path: Path, env: Env) -> None:
+    """A denied host name and the project's own path holding OSC 52, CSI and DCS
+    sequences: the start line, the exit summary, the 403 and `agent-sandbox log` print no
+    raw ESC or BEL."""
+    project = tmp_path / f"proj{ESCAPES.replace('/', '')}"
+    project.mkdir()
+    done = run_cli(["--allow", "api.example.test", "--", "python3", "-c", CONNECT_ESCAPES],
+                   cwd=project, env=env.vars, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "403" in done.stdout
+    logged = run_cli(["log"], cwd=project, env=env.vars)
+    for out in (done.stderr, logged.stdout):
+        assert "\x1b" not in out and "\x07" not in out, out
+    assert "\\x1b]52" in done.stderr  # shown, made harmless
