@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
              "hide", "env", "allow_nested_userns", "gpu", "best_effort", "memory", "pids",
              "cpus", "timeout", "nofile", "nproc", "fsize", "home_size", "agent_home_size",
+             "tmp_size", "tmp_on_disk",
              "git_token_file",
              "root_stays_root", "show_command_install")
 
@@ -76,7 +77,9 @@ def policy_from(args: argparse.Namespace, s: Mapping[str, Any], *, command: Sequ
                         limits={n: s.get(n) for n in LIMIT_KEYS} if limits else {},
                         best_effort=s.get("best_effort", False), gpu=s.get("gpu", False),
                         home_size=s.get("home_size"),
-                        agent_home_size=s.get("agent_home_size"), agent=agent,
+                        agent_home_size=s.get("agent_home_size"),
+                        tmp_size=s.get("tmp_size"), tmp_on_disk=s.get("tmp_on_disk", False),
+                        agent=agent,
                         git_token_file=s.get("git_token_file"),
                         share_agent_state=args.share_agent_state,
                         root_stays_root=s.get("root_stays_root", False),

@@ -92,6 +92,11 @@ def _parser() -> _Parser:
                         "(default 512M)")
     limits.add_argument("--agent-home-size", metavar="SIZE", help="size cap of an agent "
                         "preset's home for this project, kept between sessions (default 1G)")
+    limits.add_argument("--tmp-size", metavar="SIZE", help="size cap of /tmp, a tmpfs "
+                        "(default 2G; in memory)")
+    limits.add_argument("--tmp-on-disk", action="store_true", default=None,
+                        help="make /tmp a work dir on the host disk instead (no size cap; "
+                        "removed at exit)")
     limits.add_argument("--nofile", metavar="N", help="open files cap (default 65536)")
     limits.add_argument("--nproc", metavar="N", help="processes and threads of the sandbox, "
                         "without a cgroup (RLIMIT_NPROC in its user namespace; default 4096)")

@@ -40,7 +40,11 @@ def _defaults() -> dict[str, str]:
     from agent_sandbox._plan.protect import GIT_PROTECTED
     from agent_sandbox._policy.limits import DEFAULT_FSIZE, DEFAULT_NOFILE, DEFAULT_NPROC
     from agent_sandbox._policy.protected import PROTECTED
-    from agent_sandbox._policy.values import DEFAULT_AGENT_HOME_SIZE, DEFAULT_HOME_SIZE
+    from agent_sandbox._policy.values import (
+        DEFAULT_AGENT_HOME_SIZE,
+        DEFAULT_HOME_SIZE,
+        DEFAULT_TMP_SIZE,
+    )
 
     return {"net": "none; filtered when an allow-list is given",
             **dict.fromkeys(("memory", "pids", "cpus", "timeout"), "no limit"),
@@ -48,6 +52,7 @@ def _defaults() -> dict[str, str]:
             "fsize": _size(DEFAULT_FSIZE),
             "home_size": _size(DEFAULT_HOME_SIZE), "show_command_install": "true",
             "agent_home_size": _size(DEFAULT_AGENT_HOME_SIZE),
+            "tmp_size": _size(DEFAULT_TMP_SIZE),
             "protect": "empty; protected anyway: " + ", ".join(f"`{p}`" for p in PROTECTED)
                        + "; in git directories " + ", ".join(f"`{p}`" for p in GIT_PROTECTED)}
 

@@ -326,8 +326,11 @@ def _home_and_tmp(policy: Policy, view: HostView) -> Section:
     else:
         home_op = Op(("--perms", "0700", "--size", str(policy.home_size), "--tmpfs", home),
                      "empty, size-capped $HOME")
+    tmp = Op(("--bind", WORKDIR, "/tmp"), "--tmp-on-disk: fresh work dir, removed at exit") \
+        if policy.tmp_on_disk else Op(("--perms", "1777", "--size", str(policy.tmp_size),
+                                       "--tmpfs", "/tmp"), "fresh, size-capped, in memory")
     ops = [
-        Op(("--bind", WORKDIR, "/tmp"), "fresh work dir, removed at exit"),
+        tmp,
         Op(("--perms", "0755", "--dir", "/var")),
         Op(("--symlink", "../tmp", "/var/tmp")),
         home_op,

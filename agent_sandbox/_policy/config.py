@@ -27,10 +27,10 @@ ENV_PREFIX = "AGENT_SANDBOX_"
 LIST_KEYS = ("allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw", "hide",
              "env", "protect", "unprotect")
 BOOL_KEYS = ("allow_nested_userns", "gpu", "best_effort", "root_stays_root",
-             "show_command_install")
+             "show_command_install", "tmp_on_disk")
 PATH_KEYS = ("git_token_file",)
 LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "nproc", "fsize", "home_size",
-              "agent_home_size")
+              "agent_home_size", "tmp_size")
 NET_ORDER = ("host", "filtered", "none")  # each stricter than the one before
 KEYS = ("net", *LIST_KEYS, *BOOL_KEYS, *LIMIT_KEYS, *PATH_KEYS)
 # What the project file may say: only what tightens.
@@ -94,6 +94,7 @@ def _check_item(key: str, text: str, where: str) -> None:
         "fsize": lambda v: _limits.parse_size(v, key),
         "home_size": lambda v: _limits.parse_size(v, key),
         "agent_home_size": lambda v: _limits.parse_size(v, key),
+        "tmp_size": lambda v: _limits.parse_size(v, key),
         "timeout": lambda v: _limits.parse_duration(v, key),
         "pids": lambda v: _limits.parse_positive(v, key, int),
         "nofile": lambda v: _limits.parse_positive(v, key, int),
@@ -227,12 +228,16 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
         parse_duration,
         parse_size,
     )
-    from agent_sandbox._policy.values import DEFAULT_AGENT_HOME_SIZE, DEFAULT_HOME_SIZE
+    from agent_sandbox._policy.values import (
+        DEFAULT_AGENT_HOME_SIZE,
+        DEFAULT_HOME_SIZE,
+        DEFAULT_TMP_SIZE,
+    )
 
     # Limits that are never unlimited: the project compares with the built-in value too.
     built_in = {"nofile": DEFAULT_NOFILE, "nproc": DEFAULT_NPROC, "fsize": DEFAULT_FSIZE,
                 "home_size": DEFAULT_HOME_SIZE,
-                "agent_home_size": DEFAULT_AGENT_HOME_SIZE}
+                "agent_home_size": DEFAULT_AGENT_HOME_SIZE, "tmp_size": DEFAULT_TMP_SIZE}
 
     for key, item in project.items():
         if key == "net":
@@ -260,7 +265,8 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
                 merged[key] = Value(str(built_in[key]), "built-in")
             if key in merged:
                 parse = parse_duration if key == "timeout" else (
-                    parse_size if key in ("memory", "fsize", "home_size", "agent_home_size") else
+                    parse_size if key in ("memory", "fsize", "home_size", "agent_home_size",
+                                          "tmp_size") else
                     lambda v, _f: float(v))
                 try:
                     lower = parse(item.value, key) <= parse(merged[key].value, key)

@@ -23,6 +23,7 @@ from agent_sandbox._policy.limits import (
 from agent_sandbox._policy.values import (
     DEFAULT_AGENT_HOME_SIZE,
     DEFAULT_HOME_SIZE,
+    DEFAULT_TMP_SIZE,
     EnvRequest,
     Mount,
     MountMode,
@@ -145,6 +146,8 @@ def build_policy(
     gpu: bool = False,
     home_size: str | None = None,
     agent_home_size: str | None = None,
+    tmp_size: str | None = None,
+    tmp_on_disk: bool = False,
     environ: Mapping[str, str] | None = None,
     agent: str = "",
     share_agent_state: bool = False,
@@ -179,6 +182,8 @@ def build_policy(
         home_size=parse_size(home_size, "--home-size") if home_size else DEFAULT_HOME_SIZE,
         agent_home_size=parse_size(agent_home_size, "--agent-home-size") if agent_home_size
         else DEFAULT_AGENT_HOME_SIZE,
+        tmp_size=parse_size(tmp_size, "--tmp-size") if tmp_size else DEFAULT_TMP_SIZE,
+        tmp_on_disk=tmp_on_disk,
         git_token_file=_token_file(git_token_file, cwd) if git_token_file else "",
         **_agent_state(agent, share_agent_state, identity,
                        os.environ if environ is None else environ, project_dir),

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 DEFAULT_HOME_SIZE = 512 * 1024 * 1024
 # An agent preset's home for one project (kept between sessions, in memory during one).
 DEFAULT_AGENT_HOME_SIZE = 1024 * 1024 * 1024
+# /tmp: a tmpfs this large (in memory, and in the memory cgroup where there is one), or,
+# asked for, a work dir on the host disk without a cap.
+DEFAULT_TMP_SIZE = 2 * 1024 * 1024 * 1024
 
 
 class NetMode(enum.Enum):
@@ -72,6 +75,8 @@ class Policy(NamedTuple):
     env: tuple[EnvRequest, ...] = ()
     home_size: int = DEFAULT_HOME_SIZE
     agent_home_size: int = DEFAULT_AGENT_HOME_SIZE
+    tmp_size: int = DEFAULT_TMP_SIZE
+    tmp_on_disk: bool = False
     # Let the command create user namespaces (an agent's own inner sandbox). Off: a nested
     # user namespace + pivot_root can undo the read-only binds.
     allow_nested_userns: bool = False

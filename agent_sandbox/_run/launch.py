@@ -279,8 +279,10 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             say(f"{session.name}: {plan.policy.project} read-write; network {session.net}; "
                 f"log and state in {home_relative(state_dir())}"
                 + (f"; {caller}" if caller else ""))
-        tmp = stack.enter_context(work_dir())
-        launch_id = f"{os.getpid()}-{tmp[-12:]}"
+        values: dict[Placeholder, str] = {}
+        if plan.policy.tmp_on_disk:
+            values[WORKDIR] = stack.enter_context(work_dir())
+        launch_id = f"{os.getpid()}-{os.urandom(6).hex()}"
         seccomp_fd = stack.enter_context(seccomp_program(plan.seccomp))
         # Both pipes are close-on-exec; _spawn passes the write ends, which are closed here
         # right after, so bwrap and the sandbox hold the only copies.
@@ -288,7 +290,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         started_read, started_write = os.pipe()
         for fd in (status_read, started_read):
             stack.callback(os.close, fd)
-        values = {WORKDIR: tmp, SECCOMP_FD: str(seccomp_fd)}
+        values[SECCOMP_FD] = str(seccomp_fd)
         made: dict[str, Made] = {}
         if plan.placeholders:
             stack.callback(remove_placeholders, plan.policy.project, plan.placeholders, made)

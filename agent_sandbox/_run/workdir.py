@@ -239,6 +239,10 @@ def placeholder_sources() -> dict[str, str]:
     base = _base_dir()
     base_fd = _open_base(base)
     try:
+        # Work dirs (--tmp-on-disk) a killed launcher left are reaped here too: most
+        # launches have placeholders, few have a work dir.
+        for problem in reap_stale(base_fd):
+            say(f"warning: stale work dir left in {base}: {problem}")
         for name, content in PLACEHOLDER_SOURCES.values():
             with contextlib.suppress(FileExistsError):
                 if content is None:

@@ -42,8 +42,9 @@ def _pids_with(token: str) -> list[int]:
     return found
 
 
-def _launch(script: str, project: Path, env: Env) -> ContextManager[subprocess.Popen[str]]:
-    return launched(["-q", "--", "sh", "-c", script], cwd=project, env=env.vars)
+def _launch(script: str, project: Path, env: Env,
+            *extra: str) -> ContextManager[subprocess.Popen[str]]:
+    return launched(["-q", *extra, "--", "sh", "-c", script], cwd=project, env=env.vars)
 
 
 def test_double_forked_daemons_do_not_survive(project: Path, env: Env) -> None:
@@ -88,7 +89,7 @@ def test_launcher_sigkill_kills_the_command_and_the_next_launch_reaps(
     project: Path, env: Env
 ) -> None:
     token = f"5{os.getpid() % 1000:03d}93"
-    with _launch(f"exec sleep {token}", project, env) as proc:
+    with _launch(f"exec sleep {token}", project, env, "--tmp-on-disk") as proc:
         assert _wait_for(lambda: bool(_pids_with(f"sleep\0{token}")))
         stale = env.workdirs()
         assert len([n for n in stale if not n.endswith(".lock")]) == 1
@@ -143,7 +144,8 @@ os.symlink("{victim}", "link-at-the-bottom", dir_fd=fd)
 '
         echo planted
     """
-    done = sandbox_sh(script, cwd=project, env=env.vars, timeout=120)
+    done = sandbox_sh(script, cwd=project, env=env.vars, timeout=120,
+                      extra=["--tmp-on-disk"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "planted"
     assert _tree(victim) == before_victim

@@ -189,3 +189,15 @@ def test_a_default_sandbox_caps_its_processes_without_a_cgroup(project: Path,
     assert int(started) < 50 and cap == "50"
     assert bomb("--nproc", "500")[0] == "200"
     assert bomb()[1] == "4096"
+
+
+def test_tmp_is_a_capped_tmpfs_unless_asked_to_be_on_disk(project: Path, env: Env) -> None:
+    """Writing past /tmp's cap fails inside and the host disk never sees it; the control,
+    --tmp-on-disk, lets the same write through (into the work dir, removed at exit)."""
+    fill = "dd if=/dev/zero of=/tmp/big bs=1M count=16 2>&1; df -k /tmp | tail -1"
+    capped = sandbox_sh(fill, cwd=project, env=env.vars, extra=["--tmp-size", "8M"])
+    assert "No space left on device" in capped.stdout, capped.stdout + capped.stderr
+    assert "tmpfs" in capped.stdout
+    on_disk = sandbox_sh(fill, cwd=project, env=env.vars, extra=["--tmp-on-disk"])
+    assert "No space left" not in on_disk.stdout and "16777216 bytes" in on_disk.stdout
+    assert env.workdirs() == []

@@ -72,7 +72,7 @@ def test_golden_plan() -> None:
 
 
 def test_argv_fills_the_workdir_and_ends_with_the_command() -> None:
-    plan = build_plan(_policy(), _view())
+    plan = build_plan(_policy()._replace(tmp_on_disk=True), _view())
     argv = plan.bwrap_args({WORKDIR: "/tmp/agent-sandbox-1000/1-abc", SECCOMP_FD: "7"})
     assert argv[argv.index("--bind") + 1 : argv.index("--bind") + 3] == [
         "/tmp/agent-sandbox-1000/1-abc", "/tmp"]
@@ -219,11 +219,14 @@ def test_a_root_callers_plan_runs_bwrap_as_the_command_uid_with_staged_sources()
     from agent_sandbox._policy.identity import ROOT_COMMAND_UID
 
     root = Identity(uid=0, gid=0, user="root", home="/root")
-    policy = _policy(project="/root/src/p", cwd="/root/src/p")
+    # With /tmp on disk, the work dir is staged too (by default /tmp is a tmpfs).
+    policy = _policy(project="/root/src/p", cwd="/root/src/p")._replace(tmp_on_disk=True)
     view = _view(root)._replace(git_configs=(("/root/.gitconfig", "/root/.gitconfig"),))
     plan = build_plan(policy, view)
     assert plan.command_uid == ROOT_COMMAND_UID
     assert plan.staged_sources == (WORKDIR, "/root/.gitconfig", "/root/src/p")
+    assert build_plan(policy._replace(tmp_on_disk=False), view).staged_sources == (
+        "/root/.gitconfig", "/root/src/p")
     assert f"bwrap runs as host uid {ROOT_COMMAND_UID}" in plan.describe()
     args = plan.bwrap_args({**VALUES, WORKDIR: "/w"}, {"/w": "/tmp/2", "/root/src/p": "/tmp/1"})
     at = args.index("/tmp/2")
