@@ -396,10 +396,11 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                 limit_processes(init_pid, plan.policy.limits)
             if cgroup is not None:
                 add_process(cgroup, init_pid)
+            if home is not None:
+                # Before the network's thread starts: a root caller's fill forks a child.
+                home.fill(init_pid, dict(plan.env)["HOME"])
             if plan.net is not None:
                 net = stack.enter_context(network(plan.net, init_pid, log))
-            if home is not None:
-                home.fill(init_pid, dict(plan.env)["HOME"])
         except BaseException:
             # Never let the command run unserved or unlimited. The sandbox's first
             # process goes first: it waits on the block pipe, and reads the end of it,
