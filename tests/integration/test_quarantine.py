@@ -84,18 +84,34 @@ def test_without_the_quarantine_host_git_runs_the_planted_fsmonitor(
     assert marker.exists()
 
 
+def _rebase_left_with_exec(marker: Path) -> str:
+    """An interactive rebase stopped at a `break`, an `exec` line waiting behind it."""
+    editor = f"sed -i '1i break\\nexec touch {marker}'"
+    return (f'git -c sequence.editor="{editor}" rebase -i HEAD~1 >/dev/null 2>&1; '
+            "git status | head -3")
+
+
 def test_a_rebase_left_in_progress_loses_its_exec_lines(repo: Path, env: Env,
                                                         tmp_path: Path) -> None:
     marker = tmp_path / "RAN"
-    editor = f"sed -i '1i break\\nexec touch {marker}'"
-    done = sandbox_sh("git rebase -i HEAD~1 >/dev/null 2>&1; git status | head -3",
-                      cwd=repo, env=env.with_(**GIT_ENV),
-                      extra=["--env", f"GIT_SEQUENCE_EDITOR={editor}"])
+    done = sandbox_sh(_rebase_left_with_exec(marker), cwd=repo, env=env.with_(**GIT_ENV))
     assert "rebase" in done.stdout, done.stdout + done.stderr
     _quarantined(done)
     host_git(env, "rebase", "--continue", cwd=repo)
     assert not marker.exists()
     assert host_git(env, "log", "--format=%s", cwd=repo).split() == ["two", "one"]
+
+
+def test_without_the_quarantine_host_git_rebase_continue_runs_the_exec_line(
+        repo: Path, env: Env, tmp_path: Path) -> None:
+    """The control: the same session with no launcher to quarantine (its plan run with
+    bwrap directly) leaves the exec line, and host git rebase --continue runs it."""
+    marker = tmp_path / "RAN"
+    plan = plan_for(repo, env.with_(**GIT_ENV), ["sh", "-c", _rebase_left_with_exec(marker)])
+    done = run_plan(plan, tmp_path, environ=env.with_(**GIT_ENV))
+    assert "rebase" in done.stdout, done.stdout + done.stderr
+    host_git(env, "rebase", "--continue", cwd=repo)
+    assert marker.exists()
 
 
 def test_a_forged_worktree_is_set_aside(repo: Path, env: Env, tmp_path: Path) -> None:
@@ -115,22 +131,33 @@ def test_a_forged_worktree_is_set_aside(repo: Path, env: Env, tmp_path: Path) ->
     host_git(env, "worktree", "list", cwd=repo)
 
 
+def _submodule_with_a_hook(marker: Path) -> str:
+    return ("git init -q lib-src && git -C lib-src commit -q --allow-empty -m lib && "
+            "git -c protocol.file.allow=always submodule add -q ./lib-src lib && "
+            "git commit -qm 'add lib' && "
+            f"printf '#!/bin/sh\\ntouch {marker}\\n' > .git/modules/lib/hooks/post-checkout "
+            "&& chmod +x .git/modules/lib/hooks/post-checkout && echo MADE")
+
+
+@pytest.mark.parametrize("quarantine", [True, False])
 def test_a_submodule_added_inside_works_and_its_new_hooks_are_set_aside(
-        repo: Path, env: Env, tmp_path: Path) -> None:
+        repo: Path, env: Env, tmp_path: Path, quarantine: bool) -> None:
+    """Without the quarantine (the control: the plan run with bwrap directly) host git
+    checkout in the submodule runs the planted hook."""
     marker = tmp_path / "RAN"
-    script = ("git init -q lib-src && git -C lib-src commit -q --allow-empty -m lib && "
-              "git -c protocol.file.allow=always submodule add -q ./lib-src lib && "
-              "git commit -qm 'add lib' && "
-              f"printf '#!/bin/sh\\ntouch {marker}\\n' > .git/modules/lib/hooks/post-checkout "
-              "&& chmod +x .git/modules/lib/hooks/post-checkout && echo MADE")
-    done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
+    script = _submodule_with_a_hook(marker)
+    if quarantine:
+        done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
+        _quarantined(done)
+    else:
+        plan = plan_for(repo, env.with_(**GIT_ENV), ["sh", "-c", script])
+        done = run_plan(plan, tmp_path, environ=env.with_(**GIT_ENV))
     assert "MADE" in done.stdout, done.stdout + done.stderr
-    _quarantined(done)
     assert "lib" in host_git(env, "submodule", "status", cwd=repo)
     host_git(env, "-c", "protocol.file.allow=always", "submodule", "update", "--init",
-         "--checkout", cwd=repo)
+             "--checkout", cwd=repo)
     host_git(env, "-C", "lib", "checkout", "-q", "-B", "x", cwd=repo)
-    assert not marker.exists()
+    assert marker.exists() is not quarantine
 
 
 def test_a_killed_launchers_session_is_quarantined_by_its_janitor(
