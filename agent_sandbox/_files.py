@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
 import stat
 
 from agent_sandbox._errors import UsageError
@@ -24,12 +23,12 @@ def read_input(path: str, limit: int, follow: bool = False,
     ``limit`` bytes. ``follow``: the last component may be a symlink (a file of the user's
     own, such as their config); never for a place the command can write."""
     flags = READ_FLAGS & ~os.O_NOFOLLOW if follow else READ_FLAGS
-    fix = f"move it away: mv {shlex.quote(path)} {shlex.quote(path + '.bad')}"
     try:
         fd = os.open(path, flags, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as e:
+        fix = _move_away(path)
         if e.errno == errno.ELOOP:
             raise UsageError(f"{path}: a symlink, which is not followed here", fix=fix) from None
         if e.errno == errno.ENXIO:  # a socket
@@ -39,11 +38,18 @@ def read_input(path: str, limit: int, follow: bool = False,
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
-            raise UsageError(f"{path}: not a regular file ({kind})", fix=fix)
+            raise UsageError(f"{path}: not a regular file ({kind})", fix=_move_away(path))
         size = st.st_size
         data = os.read(fd, limit + 1) if size <= limit else b""
     finally:
         os.close(fd)
     if size > limit or len(data) > limit:
-        raise UsageError(f"{path}: {size} bytes, more than the {limit} it may have", fix=fix)
+        raise UsageError(f"{path}: {size} bytes, more than the {limit} it may have",
+                         fix=_move_away(path))
     return data
+
+
+def _move_away(path: str) -> str:
+    import shlex  # only for an error
+
+    return f"move it away: mv {shlex.quote(path)} {shlex.quote(path + '.bad')}"

@@ -31,7 +31,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -161,6 +160,8 @@ def _read(path: str) -> bytes:
 
 def _store(path: str, target: str, move: bool) -> None:
     """Keep ``path`` at ``target``: moved there (rename, else copy and remove), or copied."""
+    import shutil  # only when something is set aside: not on every launch
+
     os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
     if move:
         try:
