@@ -44,6 +44,14 @@ def say(text: str) -> None:
           file=sys.stderr)
 
 
+def human_size(n: int) -> str:
+    """Bytes as people write them: 2G, 11.7G, 512M, 40B."""
+    for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= factor:
+            return f"{n // factor}{unit}" if n % factor == 0 else f"{n / factor:.1f}{unit}"
+    return f"{n}B"
+
+
 def home_relative(path: str, home: str | None = None) -> str:
     """``path`` with the caller's home written ``~``, for messages."""
     home = home or os.path.expanduser("~")

@@ -16,6 +16,7 @@ from agent_sandbox import __version__
 from agent_sandbox._errors import SandboxError
 from agent_sandbox._plan.host import probe_layout
 from agent_sandbox._policy.identity import UNPRIVILEGED_ID
+from agent_sandbox._policy.limits import DEFAULT_PIDS
 from agent_sandbox._run.bwrap import find_bwrap
 from agent_sandbox._run.diagnose import FAIL, INFO, OK, WARN, Finding, userns_problems
 
@@ -106,9 +107,12 @@ def _seccomp() -> list[Finding]:
     ]
 
 
+_DEFAULT_CAPS = f"by default memory is capped at half the RAM and tasks at {DEFAULT_PIDS}"
+
+
 def _cgroup() -> Finding:
     """Which way --memory/--pids/--cpus take here (``_run.cgroup.cgroup_way``), or why none."""
-    from agent_sandbox._run.cgroup import FIX, NOT_UNIFIED, cgroup_way, hierarchy, parse_mountinfo
+    from agent_sandbox._run.cgroup import cgroup_way, hierarchy, how_to_cap, parse_mountinfo
 
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
@@ -117,13 +121,14 @@ def _cgroup() -> Finding:
         mode = "unknown"
     way = cgroup_way(os.environ)
     if way.parent:
-        return Finding("cgroup v2", OK, f"{mode}; limits: a cgroup in the delegated {way.parent}")
+        return Finding("cgroup v2", OK, f"{mode}; limits: a cgroup in the delegated "
+                       f"{way.parent}; {_DEFAULT_CAPS}")
     if way.systemd_run:
-        return Finding("cgroup v2", OK, f"{mode}; limits: a systemd-run --user scope")
-    fix = ("boot with systemd.unified_cgroup_hierarchy=1 to use resource limits"
-           if way.why_not == NOT_UNIFIED else FIX)
-    return Finding("cgroup v2", INFO, f"{mode}; memory/pids/cpu limits are unavailable here: "
-                   f"{way.why_not}", fix)
+        return Finding("cgroup v2", OK, f"{mode}; limits: a systemd-run --user scope; "
+                       f"{_DEFAULT_CAPS}")
+    return Finding("cgroup v2", INFO, f"{mode}; memory/pids/cpu limits are unavailable here "
+                   f"(and memory is not capped by default): {way.why_not}",
+                   how_to_cap(way.why_not))
 
 
 def root_caller(path: str) -> Finding:

@@ -293,6 +293,14 @@ def _run(argv: Sequence[str] | None) -> int:
         say(f"{command[0]}: showing its installation read-only ({install.kind}, found at "
             f"{home_relative(install.found, identity.home)}): "
             + ", ".join(home_relative(x.path, identity.home) for x in install.shown))
+    if policy.limits.uncapped and not args.quiet:
+        from agent_sandbox._policy.config import user_file
+        from agent_sandbox._run.cgroup import how_to_cap
+
+        say(f"note: memory is not capped: {policy.limits.uncapped}; to cap it, "
+            f"{how_to_cap(policy.limits.uncapped)}; to run uncapped without this note, "
+            f"put memory = \"none\" in {home_relative(user_file(os.environ), identity.home)}"
+            " (or set AGENT_SANDBOX_MEMORY=none)")
     if args.verbose:
         say(f"layout {view.layout.kind.value}, bwrap {bwrap}")
     if args.detach:

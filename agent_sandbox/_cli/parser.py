@@ -82,9 +82,11 @@ def _parser() -> _Parser:
     p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                    help="pass one variable in: its host value, or VALUE (repeatable)")
     limits = p.add_argument_group("limits")
-    limits.add_argument("--memory", metavar="SIZE", help="memory cap, e.g. 4G (cgroup v2: a "
-                        "delegated cgroup or systemd-run --user; refused where unavailable)")
-    limits.add_argument("--pids", metavar="N", help="cap on processes and threads (cgroup v2)")
+    limits.add_argument("--memory", metavar="SIZE", help="memory cap, e.g. 4G, or none "
+                        "(cgroup v2: a delegated cgroup or systemd-run --user; refused where "
+                        "unavailable; default: half the RAM where available)")
+    limits.add_argument("--pids", metavar="N", help="cap on processes and threads, or none "
+                        "(cgroup v2; default: 4096 where available)")
     limits.add_argument("--cpus", metavar="N", help="CPU quota in CPUs, e.g. 1.5 (cgroup v2)")
     limits.add_argument("--timeout", metavar="DURATION",
                         help="stop the command after DURATION (90, 30m, 2h): exit status 124")

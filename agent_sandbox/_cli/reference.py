@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from agent_sandbox._cli.docmodel import Option, options
 from agent_sandbox._policy import config as _config
+from agent_sandbox._say import human_size
 
 # The keys that have no flag of their own.
 _KEY_HELP = {
@@ -28,17 +29,15 @@ def _kind(key: str, metavar: str = "") -> str:
     return f"{metavar}, a string or a number" if metavar else "a string or a number"
 
 
-def _size(n: int) -> str:
-    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
-        if n % factor == 0:
-            return f"{n // factor}{unit}"
-    return str(n)
-
-
 def _defaults() -> dict[str, str]:
     """The built-in value of each key that has one other than unset, empty or false."""
     from agent_sandbox._plan.protect import GIT_PROTECTED
-    from agent_sandbox._policy.limits import DEFAULT_FSIZE, DEFAULT_NOFILE, DEFAULT_NPROC
+    from agent_sandbox._policy.limits import (
+        DEFAULT_FSIZE,
+        DEFAULT_NOFILE,
+        DEFAULT_NPROC,
+        DEFAULT_PIDS,
+    )
     from agent_sandbox._policy.protected import PROTECTED
     from agent_sandbox._policy.values import (
         DEFAULT_AGENT_HOME_SIZE,
@@ -47,12 +46,15 @@ def _defaults() -> dict[str, str]:
     )
 
     return {"net": "none; filtered when an allow-list is given",
-            **dict.fromkeys(("memory", "pids", "cpus", "timeout"), "no limit"),
+            "memory": "half the RAM where cgroup v2 is usable (else not capped, said at "
+                      "launch); none: no cap",
+            "pids": f"{DEFAULT_PIDS} where cgroup v2 is usable; none: no cap",
+            **dict.fromkeys(("cpus", "timeout"), "no limit"),
             "nofile": str(DEFAULT_NOFILE), "nproc": str(DEFAULT_NPROC),
-            "fsize": _size(DEFAULT_FSIZE),
-            "home_size": _size(DEFAULT_HOME_SIZE), "show_command_install": "true",
-            "agent_home_size": _size(DEFAULT_AGENT_HOME_SIZE),
-            "tmp_size": _size(DEFAULT_TMP_SIZE),
+            "fsize": human_size(DEFAULT_FSIZE),
+            "home_size": human_size(DEFAULT_HOME_SIZE), "show_command_install": "true",
+            "agent_home_size": human_size(DEFAULT_AGENT_HOME_SIZE),
+            "tmp_size": human_size(DEFAULT_TMP_SIZE),
             "protect": "empty; protected anyway: " + ", ".join(f"`{p}`" for p in PROTECTED)
                        + "; in git directories " + ", ".join(f"`{p}`" for p in GIT_PROTECTED)}
 

@@ -11,14 +11,7 @@ import time
 from collections.abc import Sequence
 
 from agent_sandbox._cli.parser import subcommand_parser
-from agent_sandbox._say import home_relative, printable, say
-
-
-def _size(n: int) -> str:
-    for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if n >= factor:
-            return f"{n / factor:.1f}{unit}"
-    return f"{n}B"
+from agent_sandbox._say import home_relative, human_size, printable, say
 
 
 def state(argv: Sequence[str]) -> int:
@@ -47,7 +40,7 @@ def state(argv: Sequence[str]) -> int:
     for h in found:
         gone = "" if os.path.isdir(h.project) else "  (project gone or moved)"
         used = time.strftime("%Y-%m-%d", time.localtime(h.used)) if h.used else "?"
-        sys.stdout.write(printable(f"{h.name:<{width}}  {_size(h.size):>7}  used {used}  "
+        sys.stdout.write(printable(f"{h.name:<{width}}  {human_size(h.size):>7}  used {used}  "
                                    f"{h.project or '?'}{gone}") + "\n")
     return 0
 

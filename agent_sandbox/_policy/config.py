@@ -90,13 +90,13 @@ def _check_item(key: str, text: str, where: str) -> None:
         "allow": _allow.parse_allow, "allow_private": _allow.parse_allow,
         "drop_allow": _allow.parse_allow, "resolve": _allow.parse_resolve,
         "forward_host": _allow.parse_forward, "publish": _allow.parse_publish,
-        "memory": lambda v: _limits.parse_size(v, key),
+        "memory": lambda v: _limits.is_no_cap(v, key) or _limits.parse_size(v, key),
         "fsize": lambda v: _limits.parse_size(v, key),
         "home_size": lambda v: _limits.parse_size(v, key),
         "agent_home_size": lambda v: _limits.parse_size(v, key),
         "tmp_size": lambda v: _limits.parse_size(v, key),
         "timeout": lambda v: _limits.parse_duration(v, key),
-        "pids": lambda v: _limits.parse_positive(v, key, int),
+        "pids": lambda v: _limits.is_no_cap(v, key) or _limits.parse_positive(v, key, int),
         "nofile": lambda v: _limits.parse_positive(v, key, int),
         "nproc": lambda v: _limits.parse_positive(v, key, int),
         "cpus": lambda v: _limits.parse_positive(v, key, float),
@@ -225,6 +225,7 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
         DEFAULT_FSIZE,
         DEFAULT_NOFILE,
         DEFAULT_NPROC,
+        is_no_cap,
         parse_duration,
         parse_size,
     )
@@ -261,6 +262,11 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
                                              f"{old_list.source}, minus {item.source}",
                                              tuple(s for _, s in kept))
         else:  # a limit: may be set, or lowered, never raised
+            if is_no_cap(item.value, key) and not (
+                    key in merged and is_no_cap(merged[key].value, key)):
+                # Its default is a cap where cgroup v2 works: none would lift it.
+                raise UsageError(f"{item.source}: {key} = {item.value!r}: the project file "
+                                 "may only tighten the policy, and none lifts the cap")
             if key not in merged and key in built_in:
                 merged[key] = Value(str(built_in[key]), "built-in")
             if key in merged:
@@ -269,7 +275,8 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
                                           "tmp_size") else
                     lambda v, _f: float(v))
                 try:
-                    lower = parse(item.value, key) <= parse(merged[key].value, key)
+                    lower = is_no_cap(merged[key].value, key) or \
+                        parse(item.value, key) <= parse(merged[key].value, key)
                 except (UsageError, ValueError):
                     raise UsageError(f"{item.source}: {key} = {item.value!r} is not a valid "
                                      "value") from None

@@ -6,12 +6,15 @@
   cgroup the launcher makes in a delegated cgroup directory (``_cgroup``), else a scope
   made by ``systemd-run --user --scope``, which needs a systemd user manager with cgroup v2
   delegation. Asked for where neither works, the launch is refused unless ``--best-effort``
-  (then a warning says which limits are not applied);
+  (then a warning says which limits are not applied). Not asked for, memory and pids get
+  default caps where a way works, and the launch says memory is not capped where none
+  does; ``none`` turns a default off;
 - a wall-clock ``--timeout``, enforced by the launcher (exit status 124, like timeout(1)).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 from typing import NamedTuple
@@ -24,6 +27,13 @@ DEFAULT_NOFILE = 65536
 # processes do not count). A build running make -j on many cores stays well under it.
 DEFAULT_NPROC = 4096
 DEFAULT_FSIZE = 16 * 1024**3  # one file larger than this in a coding project is a runaway
+# Where cgroup v2 is usable and no value is given: the same task cap as RLIMIT_NPROC (which
+# the cgroup's pids.max makes hold for a root caller's threads too), and half the host's
+# RAM (``default_memory``): a runaway cannot push the host into swap or its OOM killer,
+# while builds and the agent's own tools keep room.
+DEFAULT_PIDS = DEFAULT_NPROC
+CAPPED_BY_DEFAULT = ("memory", "pids")
+NO_CAP = "none"  # the value that turns a default cap off
 EXIT_TIMEOUT = 124
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\Z", re.IGNORECASE)
@@ -39,6 +49,9 @@ class Limits(NamedTuple):
     nproc: int = DEFAULT_NPROC
     fsize: int = DEFAULT_FSIZE
     best_effort: bool = False
+    # Why memory is not capped although nothing turned its default off ("" if it is, or if
+    # it was turned off): said at launch.
+    uncapped: str = ""
 
     @property
     def cgroup(self) -> bool:
@@ -48,12 +61,27 @@ class Limits(NamedTuple):
 def parse_size(raw: str, flag: str) -> int:
     m = _SIZE.match(raw.strip())
     if not m:
-        raise UsageError(f"{flag} {raw!r}: expected a size like 512M, 4G or 1048576")
+        raise UsageError(f"{flag} {raw!r}: expected a size like 512M, 4G or 1048576"
+                         + _or_none(flag))
     scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[m.group(2).lower()]
     value = int(float(m.group(1)) * scale)
     if value <= 0:
         raise UsageError(f"{flag} {raw!r}: must be more than 0")
     return value
+
+
+def is_no_cap(raw: str, key: str) -> bool:
+    """``none`` for a limit capped by default: no cap (and no word about it at launch)."""
+    return key in CAPPED_BY_DEFAULT and raw.strip().lower() == NO_CAP
+
+
+def _or_none(flag: str) -> str:
+    return f", or {NO_CAP} for no cap" if flag.lstrip("-") in CAPPED_BY_DEFAULT else ""
+
+
+def default_memory() -> int:
+    """Half the host's RAM (its physical pages, not what is free now)."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
 def parse_duration(raw: str, flag: str) -> float:
@@ -72,7 +100,7 @@ def parse_positive(raw: str, flag: str, kind: type[int] | type[float]) -> float:
         value = kind(raw)
     except ValueError:
         raise UsageError(f"{flag} {raw!r}: expected a {'whole ' if kind is int else ''}"
-                         "number") from None
+                         "number" + _or_none(flag)) from None
     if value <= 0:
         raise UsageError(f"{flag} {raw!r}: must be more than 0")
     return value

@@ -14,8 +14,12 @@ from agent_sandbox._errors import (
 from agent_sandbox._policy.env import check_request
 from agent_sandbox._policy.identity import Identity
 from agent_sandbox._policy.limits import (
+    CAPPED_BY_DEFAULT,
+    DEFAULT_PIDS,
     CgroupWay,
     Limits,
+    default_memory,
+    is_no_cap,
     parse_duration,
     parse_positive,
     parse_size,
@@ -177,7 +181,7 @@ def build_policy(
         allow_nested_userns=allow_nested_userns,
         **network,
         **_limits(limits or {}, best_effort, os.environ if environ is None else environ,
-                  cgroup_way),
+                  cgroup_way, identity.uid == 0 and not root_stays_root),
         gpu=gpu,
         home_size=parse_size(home_size, "--home-size") if home_size else DEFAULT_HOME_SIZE,
         agent_home_size=parse_size(agent_home_size, "--agent-home-size") if agent_home_size
@@ -216,8 +220,11 @@ def _agent_state(agent: str, share: bool, identity: Identity,
 
 
 def _limits(raw: Mapping[str, str | None], best_effort: bool, environ: Mapping[str, str],
-            cgroup_way: Callable[[Mapping[str, str]], CgroupWay] | None) -> dict[str, Any]:
-    """Parse the limit flags; find how to enforce memory/pids/CPU or refuse (fail closed)."""
+            cgroup_way: Callable[[Mapping[str, str]], CgroupWay] | None,
+            root_caller: bool) -> dict[str, Any]:
+    """Parse the limit flags; find how to enforce memory/pids/CPU or refuse (fail closed).
+    Memory and pids not given get their default caps where a way works (for a root caller,
+    only a delegated cgroup: its command cannot start in a systemd scope)."""
     values: dict[str, Any] = {"best_effort": best_effort}
     parsers: dict[str, Callable[[str], float]] = {
         "memory": lambda v: parse_size(v, "--memory"),
@@ -229,26 +236,38 @@ def _limits(raw: Mapping[str, str | None], best_effort: bool, environ: Mapping[s
         "fsize": lambda v: parse_size(v, "--fsize"),
     }
     for name, text in raw.items():
-        if text is not None:
+        if text is not None and not is_no_cap(text, name):
             values[name] = parsers[name](text)
     limits = Limits(**values)
-    if not limits.cgroup:
+    unset = tuple(n for n in CAPPED_BY_DEFAULT if n in raw and raw[n] is None)
+    if not limits.cgroup and not unset:
         return {"limits": limits}
     way = cgroup_way(environ) if cgroup_way else CgroupWay(why_not="no way was probed")
+    if limits.cgroup and not (way.parent or way.systemd_run):
+        asked = ", ".join(f"--{n}" for n in ("memory", "pids", "cpus") if values.get(n))
+        if not best_effort:
+            raise SandboxUnavailable(
+                f"{asked} cannot be enforced here: {way.why_not}",
+                fix="delegate a cgroup v2 directory to yourself (docs/configuration.md), or "
+                    "run where systemd --user manages a cgroup v2 tree; else drop the limit, "
+                    "or add --best-effort to run without it (with a warning)")
+        say(f"warning: --best-effort: {asked} NOT enforced: {way.why_not}")
+        limits = limits._replace(memory=None, pids=None, cpus=None)
+    if unset:
+        why_not = way.why_not or ("a root caller's command cannot start in a systemd-run "
+                                  "scope, and no delegated cgroup was found"
+                                  if root_caller and not way.parent else "")
+        if why_not:
+            limits = limits._replace(uncapped=why_not if "memory" in unset else "")
+        else:
+            limits = limits._replace(
+                memory=default_memory() if "memory" in unset else limits.memory,
+                pids=DEFAULT_PIDS if "pids" in unset else limits.pids)
     if way.parent:
         return {"limits": limits, "cgroup_parent": way.parent}
-    if way.systemd_run:
+    if way.systemd_run and limits.cgroup:
         return {"limits": limits, "systemd_run": way.systemd_run}
-    why_not = way.why_not
-    asked = ", ".join(f"--{n}" for n in ("memory", "pids", "cpus") if values.get(n))
-    if not best_effort:
-        raise SandboxUnavailable(
-            f"{asked} cannot be enforced here: {why_not}",
-            fix="delegate a cgroup v2 directory to yourself (docs/configuration.md), or run "
-                "where systemd --user manages a cgroup v2 tree; else drop the limit, or add "
-                "--best-effort to run without it (with a warning)")
-    say(f"warning: --best-effort: {asked} NOT enforced: {why_not}")
-    return {"limits": limits._replace(memory=None, pids=None, cpus=None)}
+    return {"limits": limits}
 
 
 def _net_mode(net: str | None, has_allow_list: bool) -> NetMode:

@@ -46,6 +46,8 @@ NOT_UNIFIED = "cgroup v2 is not mounted at /sys/fs/cgroup (a v1 or hybrid host)"
 FIX = (f"set {PARENT_VARIABLE} to a cgroup v2 directory delegated to you that holds no "
        "processes (docs/configuration.md shows how), or run where systemd --user manages a "
        "cgroup v2 tree")
+UNIFIED_FIX = ("boot with systemd.unified_cgroup_hierarchy=1 (a kernel command line "
+               "parameter)")
 CPU_PERIOD = 100_000  # microseconds: systemd's default CPUQuotaPeriodSec=, so both ways agree
 _SYSTEMD_UNITS = (".slice", ".scope", ".service")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -354,6 +356,11 @@ def add_process(cgroup: SandboxCgroup, pid: int) -> None:
     """Move ``pid`` into the cgroup: the sandbox's first process, still blocked before it
     starts anything, so all it starts is born inside."""
     _write(cgroup.fd, "cgroup.procs", str(pid), cgroup.path)
+
+
+def how_to_cap(why_not: str) -> str:
+    """The fix for a host where ``cgroup_way`` found no way (its ``why_not``)."""
+    return UNIFIED_FIX if why_not == NOT_UNIFIED else FIX
 
 
 def cgroup_way(environ: Mapping[str, str]) -> CgroupWay:

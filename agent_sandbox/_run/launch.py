@@ -55,10 +55,11 @@ from agent_sandbox._run.janitor import (
 )
 from agent_sandbox._run.sessions import Session, default_base, registered
 from agent_sandbox._run.workdir import placeholder_sources, work_dir
-from agent_sandbox._say import home_relative, say
+from agent_sandbox._say import home_relative, human_size, say
 from agent_sandbox._seccomp.cache import seccomp_program
 
 if TYPE_CHECKING:
+    from agent_sandbox._policy.values import Policy
     from agent_sandbox._run.idmap import Staged
     from agent_sandbox._run.quarantine import Item
 
@@ -264,6 +265,17 @@ def _check_command_uid(plan: Plan, root_fix: str) -> None:
             + root_fix)
 
 
+def _caps(policy: Policy) -> str:
+    """The caps in effect, for the start line (those that hold without asking)."""
+    limits = policy.limits
+    tasks = min(limits.nproc, limits.pids or limits.nproc)
+    caps = [f"{tasks} processes", "/tmp on disk" if policy.tmp_on_disk
+            else f"/tmp {human_size(policy.tmp_size)}"]
+    if limits.memory is not None:
+        caps.insert(0, f"memory {human_size(limits.memory)}")
+    return "caps " + ", ".join(caps)
+
+
 def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         caller: str = "", root_fix: str = "") -> int:
     """Run ``plan`` under ``bwrap`` as session ``name`` (default: the preset's or command's
@@ -277,7 +289,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         session, log = stack.enter_context(_session(plan, name))
         if not quiet:
             say(f"{session.name}: {plan.policy.project} read-write; network {session.net}; "
-                f"log and state in {home_relative(state_dir())}"
+                f"{_caps(plan.policy)}; log and state in {home_relative(state_dir())}"
                 + (f"; {caller}" if caller else ""))
         values: dict[Placeholder, str] = {}
         if plan.policy.tmp_on_disk:

@@ -8,7 +8,12 @@ import pexpect
 import pytest
 
 from agent_sandbox._policy.identity import ROOT_COMMAND_UID
+from agent_sandbox._policy.limits import default_memory
+from agent_sandbox._run.cgroup import cgroup_way
+from agent_sandbox._say import human_size
 from tests.conftest import CLI, IS_ROOT, Env, run_cli
+
+CGROUP_UNAVAILABLE = cgroup_way({}).why_not
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +24,9 @@ def test_one_start_line_and_quiet(project: Path, env: Env) -> None:
     start = [line for line in done.stderr.splitlines() if line.startswith("agent-sandbox: w:")]
     who = (f"; as host uid {ROOT_COMMAND_UID} (called as root; writable paths idmapped)"
            if IS_ROOT else "")
+    memory = "" if CGROUP_UNAVAILABLE else f"memory {human_size(default_memory())}, "
     assert start == [f"agent-sandbox: w: {project} read-write; network none; "
+                     f"caps {memory}4096 processes, /tmp 2G; "
                      f"log and state in ~/.local/state/agent-sandbox{who}"]
     filtered = run_cli(["--allow", "a.example", "--allow", "b.example", "--", "true"],
                        cwd=project, env=env.vars)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from agent_sandbox._policy.limits import DEFAULT_PIDS, default_memory
 from agent_sandbox._run.cgroup import NOT_UNIFIED, PARENT_VARIABLE, cgroup_way
+from agent_sandbox._say import human_size
 from tests.conftest import Env, run_cli, sandbox_sh
 
 pytestmark = pytest.mark.integration
@@ -82,7 +84,7 @@ log = open(sys.argv[1], "a", buffering=1)
 
 @contextlib.contextmanager
 def sandbox_cgroup(limits, environ, session):
-    log.write(f"made pids={limits.pids}\n")
+    log.write(f"made pids={limits.pids} memory={limits.memory}\n")
     yield _cgroup.SandboxCgroup("/stand-in", -1)
     log.write("removed\n")
 
@@ -98,17 +100,51 @@ sys.exit(_cli.main(sys.argv[2:]))
 
 
 @pytest.mark.parametrize("net", [[], ["--allow", "example.invalid"]])
+@pytest.mark.parametrize("asked, made", [
+    (["--pids", "64", "--memory", "1G"], f"pids=64 memory={1 << 30}"),
+    # Nothing asked: the default caps, announced on the start line.
+    ([], f"pids={DEFAULT_PIDS} memory={default_memory()}"),
+])
 def test_the_sandbox_is_moved_into_its_cgroup_before_the_command_starts(
-        project: Path, env: Env, tmp_path: Path, net: list[str]) -> None:
+        project: Path, env: Env, tmp_path: Path, net: list[str], asked: list[str],
+        made: str) -> None:
     log = tmp_path / "cgroup.log"
     done = subprocess.run([sys.executable, "-c", _RECORDING_CGROUP, str(log), *net,
-                           "--pids", "64", "--", "touch", "ran"], cwd=project,
+                           *asked, "--", "touch", "ran"], cwd=project,
                           env=env.vars, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert (project / "ran").exists()
     # Blocked: bwrap's first process has started nothing yet, and the command has not run.
-    assert log.read_text().splitlines() == ["made pids=64", "moved children=0 ran=False",
+    assert log.read_text().splitlines() == [f"made {made}", "moved children=0 ran=False",
                                             "removed"]
+    memory = human_size(1 << 30 if asked else default_memory())
+    assert f"caps memory {memory}, " in done.stderr and "not capped" not in done.stderr
+
+
+def test_where_memory_cannot_be_capped_the_launch_says_so_once(project: Path,
+                                                              env: Env) -> None:
+    """On this kind of host (cgroup v1/hybrid, or nothing delegated) the default memory
+    cap cannot hold: one line says so and how to get one; memory = "none" (its printed
+    fix, pasted into the user's config) silences it. Where a cgroup works, the test above
+    checks the cap instead."""
+    if not CGROUP_UNAVAILABLE:
+        pytest.skip("this host caps memory by default (see the recording-cgroup test)")
+    done = run_cli(["--", "true"], cwd=project, env=env.vars)
+    notes = [x for x in done.stderr.splitlines() if "memory is not capped" in x]
+    assert done.returncode == 0 and len(notes) == 1, done.stderr
+    assert CGROUP_UNAVAILABLE in notes[0] and "to cap it, " in notes[0]
+    assert "caps 4096 processes, /tmp 2G;" in done.stderr  # no memory cap claimed
+    put = re.search(r'put (memory = "none") in (\S+)', notes[0])
+    assert put, notes[0]
+    config = Path(put.group(2).replace("~", str(env.home), 1))
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(put.group(1) + "\n")
+    quiet = run_cli(["--", "true"], cwd=project, env=env.vars)
+    assert quiet.returncode == 0 and "not capped" not in quiet.stderr, quiet.stderr
+    config.unlink()
+    by_variable = run_cli(["--", "true"], cwd=project,
+                          env=env.with_(AGENT_SANDBOX_MEMORY="none"))
+    assert "not capped" not in by_variable.stderr
 
 
 @pytest.mark.skipif(not DELEGATED.parent,

@@ -49,6 +49,9 @@ def test_layers_merge_lists_and_override_scalars(layout: tuple[Path, Path, dict[
     ('home_size = "900G"', "would raise home_size = '536870912' (built-in)"),
     ('fsize = "900T"', "would raise fsize"),
     ("nofile = 1048576", "would raise nofile"),
+    # memory and pids are capped by default where cgroup v2 works: none lifts that.
+    ('memory = "none"', "memory = 'none': the project file may only tighten the policy"),
+    ('pids = "none"', "none lifts the cap"),
 ])
 def test_the_project_file_cannot_widen(layout: tuple[Path, Path, dict[str, str]], text: str,
                                        message: str) -> None:
@@ -70,6 +73,15 @@ def test_the_project_file_can_tighten(layout: tuple[Path, Path, dict[str, str]])
     assert got["allow"].value == ("a.example.com",)
     assert got["net"].value == "none" and got["pids"].value == "100"
     assert got["home_size"].value == "64M"
+
+
+def test_the_project_file_can_cap_what_the_user_left_uncapped(
+        layout: tuple[Path, Path, dict[str, str]]) -> None:
+    user, project, environ = layout
+    user.write_text('memory = "none"\npids = "none"\n')
+    (project / ".agent-sandbox.toml").write_text('memory = "2G"\npids = "none"\n')
+    got = effective(str(project), environ, {})
+    assert got["memory"].value == "2G" and got["pids"].value == "none"
 
 
 @pytest.mark.parametrize("text, message", [

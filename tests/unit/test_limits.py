@@ -11,8 +11,11 @@ import pytest
 
 from agent_sandbox._errors import SandboxUnavailable, UsageError
 from agent_sandbox._policy.limits import (
+    DEFAULT_PIDS,
     CgroupWay,
     Limits,
+    default_memory,
+    is_no_cap,
     parse_duration,
     parse_positive,
     parse_size,
@@ -343,3 +346,68 @@ def test_the_delegated_cgroup_comes_first_then_systemd(
     monkeypatch.setattr(_cgroup, "find_parent", lambda _environ: parent)
     monkeypatch.setattr(_cgroup, "_systemd_scope", lambda _environ: systemd)
     assert cgroup_way(environ) == way
+
+
+# --- default caps: memory and pids not given ---------------------------------------------
+
+_ALL_UNSET = {"memory": None, "pids": None, "cpus": None, "timeout": None}
+
+
+def _resolved(way: CgroupWay, raw: dict[str, str | None] | None = None,
+              root_caller: bool = False) -> dict[str, Any]:
+    from agent_sandbox._policy.request import _limits
+
+    return _limits({**_ALL_UNSET, **(raw or {})}, False, {}, lambda _e: way, root_caller)
+
+
+def test_default_caps_where_a_delegated_cgroup_works() -> None:
+    got = _resolved(CgroupWay(parent="/sys/fs/cgroup/mine"))
+    assert got["cgroup_parent"] == "/sys/fs/cgroup/mine"
+    assert got["limits"].memory == default_memory() > 0
+    assert got["limits"].pids == DEFAULT_PIDS and got["limits"].uncapped == ""
+    # As root too: the launcher moves the sandbox into the cgroup itself.
+    assert _resolved(CgroupWay(parent="/x"), root_caller=True)["limits"].pids == DEFAULT_PIDS
+
+
+def test_default_caps_in_a_systemd_scope_but_not_for_a_root_caller() -> None:
+    got = _resolved(CgroupWay(systemd_run="/usr/bin/systemd-run"))
+    assert got["systemd_run"] and got["limits"].memory == default_memory()
+    rooted = _resolved(CgroupWay(systemd_run="/usr/bin/systemd-run"), root_caller=True)
+    assert "systemd_run" not in rooted and rooted["limits"].cgroup is False
+    assert "root caller" in rooted["limits"].uncapped
+
+
+def test_no_way_leaves_memory_uncapped_and_says_why() -> None:
+    got = _resolved(CgroupWay(why_not=NOT_UNIFIED))
+    assert got == {"limits": Limits(uncapped=NOT_UNIFIED)}
+
+
+@pytest.mark.parametrize("way", [CgroupWay(parent="/x"), CgroupWay(why_not=NOT_UNIFIED)])
+def test_none_turns_a_default_cap_off_and_the_note_with_it(way: CgroupWay) -> None:
+    got = _resolved(way, {"memory": "none", "pids": "None"})["limits"]
+    assert got.memory is None and got.pids is None and got.uncapped == ""
+    only_memory_off = _resolved(way, {"memory": "none"})["limits"]
+    assert only_memory_off.uncapped == "" and only_memory_off.memory is None
+
+
+def test_given_values_win_over_the_defaults() -> None:
+    got = _resolved(CgroupWay(parent="/x"), {"memory": "1G", "pids": "64"})["limits"]
+    assert (got.memory, got.pids) == (1024**3, 64)
+
+
+def test_no_probe_without_limit_keys() -> None:
+    """explain resolves no limit: no cgroup is looked for, no default is set."""
+    from agent_sandbox._policy.request import _limits
+
+    def refuse(_environ: object) -> CgroupWay:
+        raise AssertionError("probed")
+
+    assert _limits({}, False, {}, refuse, False) == {"limits": Limits()}
+
+
+def test_none_is_only_for_the_limits_capped_by_default() -> None:
+    with pytest.raises(UsageError, match="or none for no cap"):
+        parse_size("nne", "--memory")
+    with pytest.raises(UsageError, match="expected a size like 512M, 4G or 1048576$"):
+        parse_size("none", "--tmp-size")
+    assert is_no_cap("none", "pids") and not is_no_cap("none", "cpus")
