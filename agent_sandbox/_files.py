@@ -28,7 +28,7 @@ def read_input(path: str, limit: int, follow: bool = False,
     except FileNotFoundError:
         return None
     except OSError as e:
-        fix = _move_away(path)
+        fix = move_away(path)
         if e.errno == errno.ELOOP:
             raise UsageError(f"{path}: a symlink, which is not followed here", fix=fix) from None
         if e.errno == errno.ENXIO:  # a socket
@@ -38,18 +38,41 @@ def read_input(path: str, limit: int, follow: bool = False,
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
-            raise UsageError(f"{path}: not a regular file ({kind})", fix=_move_away(path))
+            raise UsageError(f"{path}: not a regular file ({kind})", fix=move_away(path))
         size = st.st_size
         data = os.read(fd, limit + 1) if size <= limit else b""
     finally:
         os.close(fd)
     if size > limit or len(data) > limit:
         raise UsageError(f"{path}: {size} bytes, more than the {limit} it may have",
-                         fix=_move_away(path))
+                         fix=move_away(path))
     return data
 
 
-def _move_away(path: str) -> str:
+def read_regular(path: str, limit: int,
+                 dir_fd: int | None = None) -> tuple[bytes, os.stat_result] | None:
+    """The bytes and status of a regular file of at most ``limit`` bytes, reached without
+    blocking or following its last component; None for anything else (missing, a FIFO, a
+    directory, a link, unreadable, too big): for files a session may have left, which are
+    then treated as absent."""
+    try:
+        fd = os.open(path, READ_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        data = os.read(fd, limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return (data, st) if len(data) <= limit else None
+
+
+def move_away(path: str) -> str:
+    """The fix for a bad input: a command moving it aside."""
     import shlex  # only for an error
 
     return f"move it away: mv {shlex.quote(path)} {shlex.quote(path + '.bad')}"

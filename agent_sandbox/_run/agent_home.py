@@ -40,8 +40,8 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._files import READ_FLAGS
+from agent_sandbox._errors import SandboxUnavailable, UsageError
+from agent_sandbox._files import move_away, read_regular
 from agent_sandbox._policy.login import expired, login_part
 from agent_sandbox._policy.presets import Preset, data_dir, login_files, project_key
 from agent_sandbox._run.dirfd import (
@@ -58,22 +58,16 @@ from agent_sandbox._run.dirfd import (
 from agent_sandbox._run.workdir import UnsafeTree, remove_tree
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ = READ_FLAGS  # never blocks on a FIFO planted in a home
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _read_host(home: str, rel: str) -> tuple[bytes | None, float]:
     """A login file of the user's real home and its mtime: the home is theirs (its
     directories may be symlinks of their own); the file itself must not be one."""
-    path = os.path.join(home, rel)
-    try:
-        fd = os.open(path, _READ)
-    except OSError:
+    found = read_regular(os.path.join(home, rel), LOGIN_MAX)
+    if found is None or not found[0]:
         return None, 0
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        data = f.read(LOGIN_MAX + 1) if stat.S_ISREG(st.st_mode) else b""
-    return (data if data and len(data) <= LOGIN_MAX else None), st.st_mtime
+    return found[0], found[1].st_mtime
 
 
 
@@ -142,7 +136,12 @@ class AgentHome:
             if self.owner is not None:
                 os.chown(self.key, self.owner, self.owner, dir_fd=agents, follow_symlinks=False)
             record = json.dumps({"project": self.project, "used": time.time()}).encode()
-            write_file(agents, f"{self.key}.json", record)
+            try:
+                write_file(agents, f"{self.key}.json", record)
+            except OSError as e:  # a directory in its place
+                path = os.path.join(self.data, "agents", self.preset.name, f"{self.key}.json")
+                raise UsageError(f"{path}: cannot write this home's record there: "
+                                 f"{e.strerror}", fix=move_away(path)) from None
         finally:
             os.close(agents)
         if size > self.cap:

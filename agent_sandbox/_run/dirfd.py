@@ -11,7 +11,7 @@ import os
 import stat
 
 from agent_sandbox._errors import SandboxUnavailable
-from agent_sandbox._files import READ_FLAGS
+from agent_sandbox._files import READ_FLAGS, read_regular
 
 LOGIN_MAX = 1 << 20
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -61,16 +61,10 @@ def read_file(dir_fd: int, rel: str, limit: int = LOGIN_MAX) -> bytes | None:
     except (OSError, UnsafePath):
         return None
     try:
-        fd = os.open(name, _READ, dir_fd=parent)
-    except OSError:
-        return None
+        found = read_regular(name, limit, dir_fd=parent)
     finally:
         os.close(parent)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return None
-        data = f.read(limit + 1)
-    return data if len(data) <= limit else None
+    return None if found is None else found[0]
 
 
 def mtime(dir_fd: int, rel: str) -> float:
@@ -105,7 +99,11 @@ def write_file(dir_fd: int, rel: str, data: bytes, owner: int | None = None) -> 
             f.write(data)
             if owner is not None:
                 os.fchown(f.fileno(), owner, owner)
-        os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        try:
+            os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except OSError:
+            os.unlink(temp, dir_fd=parent)
+            raise
     finally:
         os.close(parent)
 
@@ -178,13 +176,7 @@ def _copy_file(s: int, d: int, name: str, st: os.stat_result, owner: int | None)
             os.unlink(name, dir_fd=d)
         fd_out = os.open(name, _CREATE, st.st_mode & 0o777, dir_fd=d)
         try:
-            copied = 0
-            while True:
-                # sendfile: copy_file_range refuses to cross filesystems on many kernels.
-                n = os.sendfile(fd_out, fd_in, None, 1 << 24)
-                if n == 0:
-                    break
-                copied += n
+            copied = _copy_data(fd_in, fd_out, st.st_size)
             if owner is not None:
                 os.fchown(fd_out, owner, owner)
             os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -193,6 +185,29 @@ def _copy_file(s: int, d: int, name: str, st: os.stat_result, owner: int | None)
             os.close(fd_out)
     finally:
         os.close(fd_in)
+
+
+def _copy_data(fd_in: int, fd_out: int, size: int) -> int:
+    """Copy the data of a file, leaving its holes holes: a sparse file of any apparent size
+    costs the target what it cost the source (a capped tmpfs), not its size in zeros."""
+    copied = offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd_in, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole is left
+            break
+        end = os.lseek(fd_in, start, os.SEEK_HOLE)
+        os.lseek(fd_out, start, os.SEEK_SET)
+        while start < end:
+            # sendfile: copy_file_range refuses to cross filesystems on many kernels.
+            n = os.sendfile(fd_out, fd_in, start, min(end - start, 1 << 24))
+            if n == 0:
+                break
+            start += n
+            copied += n
+        offset = end
+    os.ftruncate(fd_out, size)
+    return copied
 
 
 def tree_size(fd: int) -> int:

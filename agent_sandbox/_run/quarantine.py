@@ -31,12 +31,11 @@ import fcntl
 import json
 import os
 import re
-import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
-from agent_sandbox._files import READ_FLAGS
+from agent_sandbox._files import read_regular
 from agent_sandbox._plan.protect import PLAIN_CONFIG, Protection, git_dirs, work_trees
 from agent_sandbox._policy.protected import COVERED
 
@@ -49,6 +48,7 @@ _UPDATE_COMMAND = re.compile(r"^\s*update\s*=\s*!", re.IGNORECASE)
 WATCHED = tuple(c.path for c in COVERED if c.where == "worktree" and not c.placeholder
                 and c.path not in (".gitmodules", ".agent-sandbox.toml"))
 WORKSPACE = ".code-workspace"
+MANIFEST_MAX = 1 << 20  # a manifest lists a few paths
 
 
 class Item(NamedTuple):
@@ -150,12 +150,8 @@ def _new_names(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes
 
 
 def _read(path: str) -> bytes:
-    try:
-        fd = os.open(path, READ_FLAGS)
-    except OSError:
-        return b""
-    with os.fdopen(fd, "rb") as f:
-        return f.read(1 << 20) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+    found = read_regular(path, 1 << 20)
+    return b"" if found is None else found[0]
 
 
 def _store(path: str, target: str, move: bool) -> None:
@@ -236,14 +232,26 @@ def load(environ: Mapping[str, str], session: str) -> tuple[str, list[Item]]:
     if "/" in session or session.startswith("."):
         raise UsageError(f"quarantine {session!r}: not a quarantine id "
                          "(agent-sandbox quarantine list shows them)")
-    try:
-        with open(os.path.join(quarantine_dir(environ), session, "manifest.json"),
-                  encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+    import shlex
+
+    from agent_sandbox._files import read_input
+
+    directory = os.path.join(quarantine_dir(environ), session)
+    raw = read_input(os.path.join(directory, "manifest.json"), MANIFEST_MAX) \
+        if os.path.isdir(directory) else None
+    if raw is None:
         raise UsageError(f"quarantine {session}: nothing is quarantined under that id "
-                         "(agent-sandbox quarantine list shows them)") from None
-    return str(data["project"]), [Item(**i) for i in data["items"]]
+                         "(agent-sandbox quarantine list shows them)")
+    try:
+        data = json.loads(raw)
+        project, items = data["project"], [Item(**i) for i in data["items"]]
+    except (ValueError, TypeError, KeyError):
+        project, items = None, []
+    if not isinstance(project, str) or not all(isinstance(v, str) for i in items for v in i):
+        raise UsageError(f"{directory}/manifest.json: not a quarantine manifest (it was not "
+                         "written by agent-sandbox)",
+                         fix=f"remove it: rm -r -- {shlex.quote(directory)}")
+    return project, items
 
 
 def restore(environ: Mapping[str, str], session: str, only: Sequence[str] = ()) -> list[str]:

@@ -50,17 +50,25 @@ def homes(environ: Mapping[str, str]) -> list[Saved]:
                         size = tree_size(home)
                     finally:
                         os.close(home)
-                    try:
-                        record = json.loads(read_file(fd, f"{key}.json") or b"{}")
-                    except ValueError:
-                        record = {}
-                    found.append(Saved(f"{agent}/{key}", str(record.get("project", "")), size,
-                                       float(record.get("used", 0))))
+                    project, used = _record(read_file(fd, f"{key}.json"))
+                    found.append(Saved(f"{agent}/{key}", project, size, used))
             finally:
                 os.close(fd)
     finally:
         os.close(agents)
     return found
+
+
+def _record(raw: bytes | None) -> tuple[str, float]:
+    """(project, last used) from a home's record; unknown ("", 0) for one that is missing
+    or not a record (read_file already refused a FIFO, a link or a huge file)."""
+    try:
+        record = json.loads(raw or b"{}")
+        project, used = record.get("project", ""), record.get("used", 0)
+    except (ValueError, AttributeError):
+        return "", 0.0
+    ok = isinstance(project, str) and isinstance(used, int | float)
+    return (project, float(used)) if ok else ("", 0.0)
 
 
 def remove_home(environ: Mapping[str, str], name: str) -> str:

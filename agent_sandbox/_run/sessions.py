@@ -22,9 +22,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable, UsageError
+from agent_sandbox._files import move_away, read_input
 from agent_sandbox._net.log import state_dir
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+RECORD_MAX = 1 << 16  # a record is a few hundred bytes; the command line is capped below
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
@@ -105,12 +107,13 @@ def alive(session: Session) -> bool:
 
 
 def _read(directory: str, name: str) -> Session | None:
+    """The record, or None if there is none or it is not one (a FIFO, a symlink, a huge
+    file, garbage: read without blocking or following, then removed as stale)."""
     try:
-        fd = os.open(os.path.join(directory, f"{name}.json"), os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+        data = read_input(os.path.join(directory, f"{name}.json"), RECORD_MAX)
+    except UsageError:
         return None
-    with os.fdopen(fd, encoding="utf-8") as f:
-        return Session.from_json(f.read())
+    return None if data is None else Session.from_json(data.decode(errors="replace"))
 
 
 def _stale(directory: str, name: str) -> bool:
@@ -118,8 +121,14 @@ def _stale(directory: str, name: str) -> bool:
     session = _read(directory, name)
     if session is not None and alive(session):
         return False
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(directory, f"{name}.json"))
+    path = os.path.join(directory, f"{name}.json")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a directory
+        raise UsageError(f"{path}: not a session record, and cannot be removed: {e.strerror}",
+                         fix=move_away(path)) from None
     return True
 
 

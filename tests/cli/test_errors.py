@@ -220,6 +220,7 @@ def _plant(kind: str, path: Path, tmp: Path) -> None:
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "symlink":
+        tmp.mkdir(parents=True, exist_ok=True)
         (tmp / "elsewhere.toml").write_text('net = "host"\n')
         path.symlink_to(tmp / "elsewhere.toml")
     elif kind == "directory":
@@ -247,3 +248,74 @@ def test_a_hostile_project_file_is_a_clear_error(kind: str, project: Path, env: 
         assert fix.endswith(f"mv {path} {path}.bad"), fix
         subprocess.run(fix.split("fix: ", 1)[1].split(": ", 1)[1], shell=True, check=True)
         assert run_cli(["--", "true"], cwd=project, env=env.vars).returncode == 0
+
+
+KINDS = ["fifo", "symlink", "directory", "sparse 8 GiB", "garbage"]
+
+
+def _paste_fix(done: subprocess.CompletedProcess[str]) -> None:
+    fix = next(x for x in done.stderr.splitlines() if x.startswith("agent-sandbox: fix:"))
+    subprocess.run(fix.split(": ", 3)[-1], shell=True, check=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_hostile_session_record_is_removed_or_named(kind: str, project: Path, env: Env,
+                                                      tmp_path: Path) -> None:
+    """The launcher's own records (in its private state directory): one that is not a
+    record is stale and removed, at once; one it cannot remove (a directory) is named,
+    and its fix works. ps and a launch alike."""
+    sessions = env.home / ".local/state/agent-sandbox/sessions"
+    sessions.mkdir(parents=True, mode=0o700, exist_ok=True)
+    record = sessions / "ghost-1.json"
+    _plant(kind, record, tmp_path)
+    done = run_cli(["ps"], cwd=project, env=env.vars, timeout=10)
+    if kind == "directory":
+        _assert_clean_error(done, 2, f"{record}: not a session record")
+        _paste_fix(done)
+    else:
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert not os.path.lexists(record)
+    assert (tmp_path / "elsewhere.toml").exists() or kind != "symlink"  # never followed
+    launched = run_cli(["--name", "ghost-1", "--", "true"], cwd=project, env=env.vars,
+                       timeout=30)
+    assert launched.returncode == 0, launched.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_hostile_quarantine_manifest_is_a_clear_error(kind: str, project: Path, env: Env,
+                                                        tmp_path: Path) -> None:
+    where = env.home / ".local/state/agent-sandbox/quarantine/s1"
+    where.mkdir(parents=True)
+    manifest = where / "manifest.json"
+    _plant(kind, manifest, tmp_path)
+    done = run_cli(["quarantine", "show", "s1"], cwd=project, env=env.vars, timeout=10)
+    _assert_clean_error(done, 2, str(manifest))
+    _paste_fix(done)
+    after = run_cli(["quarantine", "show", "s1"], cwd=project, env=env.vars, timeout=10)
+    _assert_clean_error(after, 2, "nothing is quarantined under that id")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_hostile_agent_home_never_hangs_or_fills_the_disk(kind: str, project: Path,
+                                                           env: Env, tmp_path: Path) -> None:
+    """What a session left in an agent's saved home (the command wrote it) and the home's
+    record beside it: the next launch fills the home without blocking, following or
+    copying zeros (the sparse file stays sparse), and `state` lists it."""
+    from agent_sandbox._policy.presets import saved_home
+
+    home = Path(saved_home("claude", str(project), env.vars))
+    home.mkdir(parents=True)
+    _plant(kind, home / ".claude.json", tmp_path)
+    _plant(kind, home.parent / f"{home.name}.json", tmp_path / "x")
+    argv = ["-q", "--agent", "claude", "--", "sh", "-c", "du -sk ~ | cut -f1"]
+    done = run_cli(argv, cwd=project, env=env.vars, timeout=30)
+    if kind == "directory":  # where the launcher writes the record: named, then fixed
+        _assert_clean_error(done, 2, f"{home.parent / home.name}.json: cannot write")
+        _paste_fix(done)
+        done = run_cli(argv, cwd=project, env=env.vars, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[0]) < 1024, done.stdout
+    saved = sum(p.lstat().st_blocks for p in home.rglob("*")) * 512
+    assert saved < 1 << 20  # saved back as it was: no 8 GiB of zeros on the host disk
+    listed = run_cli(["state"], cwd=project, env=env.vars, timeout=10)
+    assert listed.returncode == 0 and f"claude/{home.name}" in listed.stdout, listed.stderr

@@ -408,6 +408,6 @@ def test_no_probe_without_limit_keys() -> None:
 def test_none_is_only_for_the_limits_capped_by_default() -> None:
     with pytest.raises(UsageError, match="or none for no cap"):
         parse_size("nne", "--memory")
-    with pytest.raises(UsageError, match="expected a size like 512M, 4G or 1048576$"):
+    with pytest.raises(UsageError, match=r"expected a size like 512M, 4G or 1048576$"):
         parse_size("none", "--tmp-size")
     assert is_no_cap("none", "pids") and not is_no_cap("none", "cpus")
