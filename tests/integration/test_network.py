@@ -413,3 +413,48 @@ def test_escape_sequences_from_inside_never_reach_the_terminal_raw(
     for out in (done.stderr, logged.stdout):
         assert "\x1b" not in out and "\x07" not in out, out
     assert "\\x1b]52" in done.stderr  # shown, made harmless
+
+
+# The launcher with the host's resolver counted: every name it asks getaddrinfo for under
+# example.test is written down (and answered 127.0.0.1, which the proxy never dials for a
+# name without --allow-private: nothing leaves the machine).
+COUNTED_RESOLVER = r"""
+import socket, sys
+from agent_sandbox._cli import main as _cli
+
+log = open(sys.argv[1], "a", buffering=1)
+real = socket.getaddrinfo
+
+def counted(host, *args, **kwargs):
+    if str(host).endswith(".example.test"):
+        log.write(f"{host}\n")
+        return real("127.0.0.1", *args, **kwargs)
+    return real(host, *args, **kwargs)
+
+socket.getaddrinfo = counted
+sys.exit(_cli.main(sys.argv[2:]))
+"""
+
+
+def test_a_lookup_alone_never_reaches_the_hosts_resolver(project: Path, env: Env,
+                                                         tmp_path: Path) -> None:
+    """With a wildcard allowed, names the command makes up (data in the labels) are
+    answered by the sandbox's own DNS: the host's resolver sees none of them. A connection
+    to one makes the launcher look it up, once."""
+    import sys
+
+    log = tmp_path / "resolver.log"
+    log.touch()
+    script = ("getent hosts c2VjcmV0.example.test; "
+              "python3 -c 'import socket; print(socket.gethostbyname(\"bG9va3Vw.example.test\"))'; "
+              "getent ahosts dGhpcmQ.example.test >/dev/null; echo looked-up; "
+              "curl -s -o /dev/null --noproxy '*' --max-time 10 http://conn.example.test/ || true")
+    done = subprocess.run([sys.executable, "-c", COUNTED_RESOLVER, str(log), "-q",
+                           "--allow", "*.example.test", "--", "sh", "-c", script],
+                          cwd=project, env=env.vars, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[1] == "c2VjcmV0.example.test" and lines[1].startswith("127.2.")
+    assert "looked-up" in lines
+    assert log.read_text().splitlines() == ["conn.example.test"]
