@@ -415,6 +415,27 @@ def test_escape_sequences_from_inside_never_reach_the_terminal_raw(
     assert "\\x1b]52" in done.stderr  # shown, made harmless
 
 
+
+def test_escape_sequences_in_a_command_and_a_path_never_reach_ps_or_explain_raw(
+        tmp_path: Path, env: Env) -> None:
+    """A running session whose command line holds OSC 52, CSI and DCS (`ps` lists it), and
+    a path holding them (`explain` names it): shown as visible text, never raw."""
+    project = tmp_path / f"proj{ESCAPES.replace('/', '')}"
+    project.mkdir()
+    (project / f"f{ESCAPES.replace('/', '')}").touch()
+    with launched(["--name", "esc", "--", "sh", "-c", "echo up; sleep 30", f"x{ESCAPES}"],
+                  cwd=project, env=env.vars) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+        listed = run_cli(["ps"], cwd=project, env=env.vars)
+        explained = run_cli(["explain", str(project / f"f{ESCAPES.replace('/', '')}"), "--",
+                             "true"],
+                            cwd=project, env=env.vars)
+    assert listed.returncode == 0 and "esc" in listed.stdout, listed.stderr
+    assert explained.returncode == 0, explained.stderr
+    for out in (listed.stdout, listed.stderr, explained.stdout, explained.stderr):
+        assert "\x1b" not in out and "\x07" not in out, out
+    assert "\\x1b]52" in listed.stdout and "\\x1b]52" in explained.stdout
+
 # The launcher with the host's resolver counted: every name it asks getaddrinfo for under
 # example.test is written down (and answered 127.0.0.1, which the proxy never dials for a
 # name without --allow-private: nothing leaves the machine).
@@ -458,3 +479,39 @@ def test_a_lookup_alone_never_reaches_the_hosts_resolver(project: Path, env: Env
     assert lines[0].split()[1] == "c2VjcmV0.example.test" and lines[1].startswith("127.2.")
     assert "looked-up" in lines
     assert log.read_text().splitlines() == ["conn.example.test"]
+
+
+FLOOD = """
+import socket, sys, concurrent.futures
+def one(i):
+    # Long, distinct names on both paths (a proxy CONNECT, a plain-HTTP proxy request).
+    host = f"{i}-" + ".".join(["x" * 60] * 3) + ".flood.example.net"
+    line = (f"CONNECT {host}:443 HTTP/1.1\\r\\n\\r\\n" if i % 2 else
+            f"GET http://{host}/ HTTP/1.1\\r\\nHost: {host}\\r\\nX-Pad: {'y' * 2000}\\r\\n\\r\\n")
+    with socket.create_connection(("127.0.0.1", 3128), timeout=30) as s:
+        s.sendall(line.encode())
+        return s.recv(64).startswith(b"HTTP/1.1 403")
+with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    print(sum(pool.map(one, range(int(sys.argv[1])))))
+"""
+
+
+def test_a_flood_of_denials_costs_the_log_and_the_terminal_a_bounded_few_bytes(
+        project: Path, env: Env) -> None:
+    """10,000 denied requests with long distinct names through the real launcher: the log
+    grows by at most 150 KB (docs/network.md: about 120 KB), the launcher's stderr stays a
+    few lines, and `agent-sandbox log` shows the aggregate."""
+    log = Path(env.vars["HOME"]) / ".local/state/agent-sandbox/decisions.jsonl"
+    done = run_cli(["--name", "flood", "--allow", "api.example.test", "--", "python3", "-c",
+                    FLOOD, "10000"], cwd=project, env=env.vars, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "10000"  # every one was refused
+    assert log.stat().st_size < 150_000, log.stat().st_size
+    assert len(done.stderr) < 2000 and len(done.stderr.splitlines()) <= 3, done.stderr
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    many = [r for r in records if r.get("path") == "many"]
+    assert len(many) == 1 and many[0]["count"] == 10000 - 200, many
+    assert max(len(line) for line in log.read_text().splitlines()) < 2000
+    shown = run_cli(["log"], cwd=project, env=env.vars)
+    assert shown.returncode == 0 and "count=9800" in shown.stdout, shown.stdout[-2000:]
+    assert "not in the allow-list" in shown.stdout
