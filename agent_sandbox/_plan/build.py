@@ -83,6 +83,9 @@ class HostView(NamedTuple):
     path_entries: tuple[tuple[str, str], ...]
     # The user's git identity files as (path inside, real path on the host).
     git_configs: tuple[tuple[str, str], ...]
+    # The files (or directories) the CA variables name, as (path inside, real path on the
+    # host): those that exist.
+    ca_files: tuple[tuple[str, str], ...] = ()
     # An ``env`` inside that can reset signal dispositions (GNU coreutils >= 8.31), or "".
     signal_reset_env: str = ""
     # A POSIX shell inside for the start reporter (STARTER_SCRIPT), or "".
@@ -229,9 +232,13 @@ def _quote(word: Word) -> str:
     return repr(word) if isinstance(word, Placeholder) else shlex.quote(word)
 
 
+def _hidden(policy: Policy, path: str) -> bool:
+    return any(m.mode is MountMode.HIDE and is_under(path, m.path) for m in policy.mounts)
+
+
 def visible_inside(policy: Policy, layout: HostLayout, path: str) -> bool:
     """Whether ``path`` exists inside at the same place (ignoring the empty $HOME and /tmp)."""
-    if any(m.mode is MountMode.HIDE and is_under(path, m.path) for m in policy.mounts):
+    if _hidden(policy, path):
         return False
     return (
         layout.is_visible(path)
@@ -340,6 +347,12 @@ def _home_and_tmp(policy: Policy, view: HostView) -> Section:
     ops += [
         Op(("--ro-bind", real, inside), "git identity, read-only")
         for inside, real in view.git_configs
+    ]
+    # A path the user hid stays hidden: the variable then names nothing, as it says.
+    ops += [
+        Op(("--ro-bind", real, inside), "a CA variable's certificates, read-only")
+        for inside, real in view.ca_files
+        if not visible_inside(policy, view.layout, inside) and not _hidden(policy, inside)
     ]
     if policy.git_token_file:
         ops += [Op(("--dir", os.path.dirname(GIT_TOKEN))),

@@ -19,6 +19,7 @@ from agent_sandbox._plan.build import (
 from agent_sandbox._plan.host import HostLayout
 from agent_sandbox._plan.install import shebang, shebang_interpreter
 from agent_sandbox._plan.protect import core_value, host_excludes, scan
+from agent_sandbox._policy.env import ca_paths
 from agent_sandbox._policy.identity import Identity
 
 
@@ -37,10 +38,16 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
         real = os.path.realpath(inside)
         if os.path.isfile(real):
             git_configs.append((inside, real))
+    ca_files = []
+    for inside in dict.fromkeys(ca_paths(environ).values()):
+        real = os.path.realpath(inside)
+        if os.path.isfile(real) or os.path.isdir(real):
+            ca_files.append((inside, real))
     protections = scan(project, protect, unprotect,
                        _global_core(git_configs, "hookspath"))
     return HostView(identity=identity, layout=layout, environ=tuple(sorted(environ.items())),
                     path_entries=tuple(path_entries), git_configs=tuple(git_configs),
+                    ca_files=tuple(ca_files),
                     signal_reset_env=_signal_reset_env(layout),
                     start_shell="/bin/sh" if layout.is_visible("/bin/sh")
                     and os.access("/bin/sh", os.X_OK) else "",

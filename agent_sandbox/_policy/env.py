@@ -32,6 +32,21 @@ BASE_PASSTHROUGH = frozenset(
 )
 BASE_PASSTHROUGH_PREFIXES = ("LC_",)
 
+# The certificates TLS clients trust, named by a path: behind a corporate TLS-inspecting
+# proxy, Node agents, pip, curl and git fail without them. Passed in when the value is an
+# absolute path; the plan shows the file (or directory) it names read-only.
+CA_VARIABLES = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "PIP_CERT",
+    "CARGO_HTTP_CAINFO",
+    "AWS_CA_BUNDLE",
+)
+
 # Set by the sandbox from its own layout; --env may not override them.
 SANDBOX_OWNED = frozenset({"HOME", "TMPDIR", MARKER})
 
@@ -112,6 +127,12 @@ def sanitise_path(
     return out
 
 
+def ca_paths(host_env: Mapping[str, str]) -> dict[str, str]:
+    """The CA variables to pass in: name -> the absolute path it names."""
+    return {name: host_env[name] for name in CA_VARIABLES
+            if host_env.get(name, "").startswith("/")}
+
+
 def build_env(
     host_env: Mapping[str, str],
     identity: Identity,
@@ -126,6 +147,7 @@ def build_env(
         if (name in BASE_PASSTHROUGH or name.startswith(BASE_PASSTHROUGH_PREFIXES))
         and not is_forbidden(name)
     }
+    env.update(ca_paths(host_env))
     env.update(
         HOME=identity.home,
         USER=identity.user,

@@ -515,3 +515,41 @@ def test_a_flood_of_denials_costs_the_log_and_the_terminal_a_bounded_few_bytes(
     shown = run_cli(["log"], cwd=project, env=env.vars)
     assert shown.returncode == 0 and "count=9800" in shown.stdout, shown.stdout[-2000:]
     assert "not in the allow-list" in shown.stdout
+
+
+_NODE_GET = (
+    "require('https').get(process.argv[1], r => { let b = ''; r.on('data', d => b += d); "
+    "r.on('end', () => console.log(b.trim())); }).on('error', e => { console.log(e.code); "
+    "process.exit(1); })")
+
+
+def test_ca_variables_reach_a_node_client_with_their_file_read_only(
+        project: Path, env: Env, upstream: Upstream) -> None:
+    """Corporate TLS inspection: the CA variables and the file they name (in the hidden
+    home here) reach the command, read-only; Node, Python and curl trust the private CA."""
+    ca = env.home / "corp" / "inspection-ca.pem"
+    ca.parent.mkdir()
+    pem = upstream.ca.read_bytes()
+    ca.write_bytes(pem)
+    upstream.ca.unlink()  # the project's copy: only the variable's file is inside
+    url = f"https://{NAME}:{upstream.port}"
+    script = (f"node -e \"{_NODE_GET}\" {url}/node && "
+              f"curl -sS --noproxy '*' {url}/curl && "
+              "python3 -c 'import urllib.request; "
+              f"print(urllib.request.urlopen(\"{url}/python\").read().decode(), end=\"\")' && "
+              'if echo x >> "$NODE_EXTRA_CA_CERTS"; then echo WRITABLE; fi')
+    variables = {name: str(ca) for name in ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE",
+                                            "CURL_CA_BUNDLE")}
+    done = run_cli(["-q", *_filtered(upstream), "--", "sh", "-c", script], cwd=project,
+                   env=env.with_(**variables))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [f"hello from {NAME}:{upstream.port} /{path}"
+                                        for path in ("node", "curl", "python")]
+    assert "WRITABLE" not in done.stdout
+    assert ca.read_bytes() == pem
+    # Control: without the variable Node does not trust the private CA.
+    done = run_cli(["-q", *_filtered(upstream), "--", "node", "-e", _NODE_GET, f"{url}/node"],
+                   cwd=project, env=env.vars)
+    assert done.returncode == 1
+    assert done.stdout.strip() in ("UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+                                   "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_GET_ISSUER_CERT")
