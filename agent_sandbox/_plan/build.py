@@ -293,10 +293,12 @@ PROC_MASKED = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", 
                "/proc/timer_stats")
 
 
-def _kernel_fs(proc_entries: tuple[tuple[str, bool], ...]) -> Section:
+def _kernel_fs(proc_entries: tuple[tuple[str, bool], ...], shm_size: int) -> Section:
     ops = [
         Op(("--proc", "/proc"), "fresh /proc for the own pid namespace"),
         Op(("--dev", "/dev"), "minimal /dev: null, zero, random, tty, own pts; no host shm"),
+        Op(("--perms", "1777", "--size", str(shm_size), "--tmpfs", "/dev/shm"),
+           "own shared memory, size-capped like /tmp"),
         Op(("--perms", "0755", "--tmpfs", "/run"), "empty /run: no sockets, no agents"),
     ]
     for path, is_dir in proc_entries:
@@ -469,7 +471,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
     dropped = identity.uid == 0 and not policy.root_stays_root
     sections = (
         _namespaces(policy, identity),
-        _kernel_fs(view.proc_entries),
+        _kernel_fs(view.proc_entries, policy.tmp_size),
         _system(layout),
         home,
         project,
@@ -477,6 +479,13 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         _seccomp_section(rules),
         *((_network_section(net, layout),) if net is not None else ()),
         *((_gpu_section(view.gpu_devices),) if policy.gpu else ()),
+        # Last: every mount point above is made by now. The skeleton bwrap builds in memory
+        # (/, /var, /dev, /run) is the command's own and uncapped: writes there would take
+        # host memory and vanish at exit without a word, so they fail (EROFS) instead.
+        Section("read-only skeleton", (
+            Op(("--remount-ro", "/dev")), Op(("--remount-ro", "/run")),
+            Op(("--remount-ro", "/"), "writes land only in the project, $HOME, /tmp, "
+               "/dev/shm and --rw paths"))),
     )
     shield: tuple[str, ...] = ()
     if view.signal_reset_env and visible_inside(policy, layout, view.signal_reset_env):

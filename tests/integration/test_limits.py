@@ -237,3 +237,18 @@ def test_tmp_is_a_capped_tmpfs_unless_asked_to_be_on_disk(project: Path, env: En
     on_disk = sandbox_sh(fill, cwd=project, env=env.vars, extra=["--tmp-on-disk"])
     assert "No space left" not in on_disk.stdout and "16777216 bytes" in on_disk.stdout
     assert env.workdirs() == []
+
+
+def test_shm_is_capped_and_the_skeleton_is_read_only(project: Path, env: Env) -> None:
+    """/dev/shm is its own tmpfs with /tmp's cap; the in-memory skeleton bwrap builds (/,
+    /var, /dev, /run) refuses writes, which would otherwise take host
+    memory past every cap and vanish at exit. Controls: a multiprocessing lock (POSIX shared
+    memory) works, and the writable places stay writable."""
+    probe = ("dd if=/dev/zero of=/dev/shm/big bs=1M count=16 2>&1 | grep -o 'No space.*'; "
+             "rm /dev/shm/big; for d in / /var /dev /run; do "
+             "touch \"$d/probe\" 2>/dev/null && echo \"writable $d\"; done; "
+             "for d in /tmp /dev/shm \"$HOME\" .; do touch \"$d/probe\" || echo \"not $d\"; done; "
+             "python3 -c 'import multiprocessing; multiprocessing.Lock(); print(\"lock ok\")'")
+    done = sandbox_sh(probe, cwd=project, env=env.vars, extra=["--tmp-size", "8M"])
+    assert done.stdout.splitlines() == ["No space left on device", "lock ok"], \
+        done.stdout + done.stderr
