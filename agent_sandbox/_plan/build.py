@@ -86,6 +86,12 @@ class HostView(NamedTuple):
     # The files (or directories) the CA variables name, as (path inside, real path on the
     # host): those that exist.
     ca_files: tuple[tuple[str, str], ...] = ()
+    # The secrets under $HOME that exist (keys, tokens, logins, agent homes; the list in
+    # ``_plan.install.HOME_SECRETS`` and agent-sandbox's data and state), as (path, is a
+    # directory): hidden under a broader --ro/--rw.
+    home_secrets: tuple[tuple[str, bool], ...] = ()
+    # agent-sandbox's user configuration directory, if it exists.
+    config_dir: str = ""
     # An ``env`` inside that can reset signal dispositions (GNU coreutils >= 8.31), or "".
     signal_reset_env: str = ""
     # A POSIX shell inside for the start reporter (STARTER_SCRIPT), or "".
@@ -363,27 +369,54 @@ def _home_and_tmp(policy: Policy, view: HostView) -> Section:
     return Section("home and temporary files", tuple(ops))
 
 
-def _project_and_mounts(policy: Policy, protections: tuple[Protection, ...],
-                        excludes: str) -> Section:
-    """The project, then extra binds (parents before children, so a narrower --ro inside a
-    --rw wins), then the protected files (they win over --rw), then hides (they win over
-    everything)."""
-    ops = [Op(("--bind", policy.project, policy.project), "the project, read-write")]
-    binds = sorted((m for m in policy.mounts if m.mode is not MountMode.HIDE),
-                   key=lambda m: m.path.count("/"))
+def _project_and_mounts(policy: Policy, view: HostView, excludes: str) -> Section:
+    """The project and extra binds (parents before children, so a narrower --ro inside a
+    --rw wins and the project stays writable under a --ro of its parent), then the
+    protected files (they win over --rw), then hides (they win over everything)."""
+    project = Mount(MountMode.RW, policy.project, "the project, read-write")
+    binds = sorted((project, *(m for m in policy.mounts if m.mode is not MountMode.HIDE),
+                    *_kept_read_only(policy, view)), key=lambda m: m.path.count("/"))
     flags = {MountMode.RO: "--ro-bind", MountMode.RW: "--bind"}
-    ops += [Op((flags[m.mode], m.path, m.path), m.origin) for m in binds]
-    ops += _protection_ops(protections, binds)
+    ops = [Op((flags[m.mode], m.path, m.path), m.origin) for m in binds]
+    ops += _protection_ops(view.protections, binds)
     if excludes:
         ops += [Op(("--dir", os.path.dirname(GIT_EXCLUDES))),
                 Op(("--ro-bind-data", GIT_EXCLUDES_FD, GIT_EXCLUDES),
                    "git ignores what you ignore everywhere, and the placeholders")]
-    for m in sorted((m for m in policy.mounts if m.mode is MountMode.HIDE),
-                    key=lambda m: m.path.count("/")):
+    hides = [m for m in policy.mounts if m.mode is MountMode.HIDE]
+    hides += _secrets_beneath(policy, view)
+    for m in sorted(hides, key=lambda m: m.path.count("/")):
         hide = ("--perms", "0000", "--tmpfs", m.path) if m.is_dir else (
             "--ro-bind", "/dev/null", m.path)
         ops.append(Op(hide, m.origin))
     return Section("project and extra paths", tuple(ops))
+
+
+def _beneath(policy: Policy, path: str, modes: tuple[MountMode, ...]) -> Mount | None:
+    """The --ro/--rw that shows ``path`` without naming it: a broader one (``--ro
+    ~/.local`` over ``~/.local/share/keyrings``). Naming the path itself is a choice."""
+    return next((m for m in policy.mounts if m.mode in modes and m.path != path
+                 and is_under(path, m.path)), None)
+
+
+def _secrets_beneath(policy: Policy, view: HostView) -> list[Mount]:
+    """Keys, tokens, logins and agent homes a broader --ro/--rw would show: hidden."""
+    found = []
+    for path, is_dir in view.home_secrets:
+        m = _beneath(policy, path, (MountMode.RO, MountMode.RW))
+        if m is not None:
+            found.append(Mount(MountMode.HIDE, path, f"a secret under {m.origin}: hidden "
+                               "(name it with --ro to show it)", is_dir=is_dir))
+    return found
+
+
+def _kept_read_only(policy: Policy, view: HostView) -> list[Mount]:
+    """The launcher's own configuration under a broader --rw: read-only, or the command
+    could widen its next sandbox."""
+    path = view.config_dir
+    m = _beneath(policy, path, (MountMode.RW,)) if path else None
+    return [Mount(MountMode.RO, path, f"agent-sandbox's configuration under {m.origin}: "
+                  "read-only (the command may not widen its next sandbox)")] if m else []
 
 
 def _protection_ops(protections: tuple[Protection, ...], binds: list[Mount]) -> list[Op]:
@@ -467,7 +500,7 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
                 raise UsageError(f"--env {name}: --net filtered sets the proxy variables")
         env.update(proxy_environment())
     home = _home_and_tmp(policy, view)
-    project = _project_and_mounts(policy, view.protections, excludes)
+    project = _project_and_mounts(policy, view, excludes)
     dropped = identity.uid == 0 and not policy.root_stays_root
     sections = (
         _namespaces(policy, identity),

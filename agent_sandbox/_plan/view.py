@@ -17,10 +17,12 @@ from agent_sandbox._plan.build import (
     visible_inside,
 )
 from agent_sandbox._plan.host import HostLayout
-from agent_sandbox._plan.install import shebang, shebang_interpreter
+from agent_sandbox._plan.install import HOME_SECRETS, shebang, shebang_interpreter
 from agent_sandbox._plan.protect import core_value, host_excludes, scan
+from agent_sandbox._policy.config import user_file
 from agent_sandbox._policy.env import ca_paths
 from agent_sandbox._policy.identity import Identity
+from agent_sandbox._policy.presets import data_dir
 
 
 def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[str, str],
@@ -48,6 +50,8 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
     return HostView(identity=identity, layout=layout, environ=tuple(sorted(environ.items())),
                     path_entries=tuple(path_entries), git_configs=tuple(git_configs),
                     ca_files=tuple(ca_files),
+                    home_secrets=_home_secrets(identity.home, environ),
+                    config_dir=_existing_dir(os.path.dirname(user_file(environ))),
                     signal_reset_env=_signal_reset_env(layout),
                     start_shell="/bin/sh" if layout.is_visible("/bin/sh")
                     and os.access("/bin/sh", os.X_OK) else "",
@@ -55,6 +59,25 @@ def gather_host_view(identity: Identity, layout: HostLayout, environ: Mapping[st
                     gpu_devices=_gpu_devices(), proc_entries=_proc_entries(),
                     git_ignore=_git_ignore(identity.home, config_home, git_configs),
                     host_excludes=host_excludes(project, protections))
+
+
+def _home_secrets(home: str, environ: Mapping[str, str]) -> tuple[tuple[str, bool], ...]:
+    from agent_sandbox._net.log import state_dir
+
+    paths = [posixpath.join(home, rel) for rel in HOME_SECRETS]
+    paths += [data_dir(environ), state_dir()]
+    found = {}
+    for path in paths:
+        real = os.path.realpath(path)  # where a --ro/--rw (a real path) would show it
+        try:
+            found[real] = stat.S_ISDIR(os.stat(real).st_mode)
+        except OSError:
+            continue
+    return tuple(found.items())
+
+
+def _existing_dir(path: str) -> str:
+    return path if os.path.isdir(path) else ""
 
 
 _IGNORE_MAX = 1 << 20

@@ -98,7 +98,7 @@ def check_project(path: str, home: str, origin: str) -> str:
     return real
 
 
-def _mount(mode: MountMode, raw: str, cwd: str) -> Mount:
+def _mount(mode: MountMode, raw: str, cwd: str, home: str) -> Mount:
     flag = f"--{mode.value}"
     path = raw if raw.startswith("/") else os.path.join(cwd, raw)
     if not os.path.lexists(path):
@@ -106,6 +106,14 @@ def _mount(mode: MountMode, raw: str, cwd: str) -> Mount:
     real = os.path.realpath(path)
     if real == "/":
         raise UsageError(f"{flag} {raw}: the whole root cannot be bound")
+    if mode is not MountMode.HIDE and is_under(home, real):
+        # It would cover the sandbox's own $HOME and show every key and login in it.
+        raise UsageError(
+            f"{flag} {raw}: your home directory (or a parent of it) cannot be shown: it "
+            "holds ~/.ssh, credentials and every agent's login, and the sandbox's own $HOME "
+            "goes there",
+            fix=f"name only what the command needs, for example {flag} ~/.local/bin (keys "
+                "and logins under a path you name stay hidden)")
     return Mount(mode=mode, path=real, origin=f"{flag} {raw}", is_dir=os.path.isdir(real))
 
 
@@ -168,9 +176,9 @@ def build_policy(
     network = _network(net_mode, allow, allow_private, resolve, forward_host, publish)
     cwd = current_dir()
     project_dir = locate_project(project, identity)
-    mounts = [_mount(MountMode.RO, p, cwd) for p in ro]
-    mounts += [_mount(MountMode.RW, p, cwd) for p in rw]
-    mounts += [_mount(MountMode.HIDE, p, cwd) for p in hide]
+    mounts = [_mount(MountMode.RO, p, cwd, identity.home) for p in ro]
+    mounts += [_mount(MountMode.RW, p, cwd, identity.home) for p in rw]
+    mounts += [_mount(MountMode.HIDE, p, cwd, identity.home) for p in hide]
     return Policy(
         project=project_dir,
         cwd=cwd if is_under(cwd, project_dir) else project_dir,

@@ -4,6 +4,7 @@ and nothing started (no work dir was ever created)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -129,6 +130,23 @@ def test_missing_extra_path(project: Path, env: Env) -> None:
     for flag in ("--ro", "--rw", "--hide"):
         done = run_cli([flag, "/no/such/path", "--", "true"], cwd=project, env=env.vars)
         _assert_clean_error(done, 2, f"{flag} /no/such/path", "no such file")
+
+
+def test_home_or_its_parent_as_an_extra_path_is_refused_with_a_fix_that_works(
+        project: Path, env: Env) -> None:
+    """It would cover the sandbox's $HOME and show every key; the printed flag works."""
+    (env.home / ".local/bin").mkdir(parents=True)
+    for flag in ("--ro", "--rw"):
+        for path in (env.home, env.home.parent):
+            done = run_cli([flag, str(path), "--", "true"], cwd=project, env=env.vars)
+            _assert_clean_error(done, 2, f"{flag} {path}: your home directory")
+            _nothing_started(env)
+            suggested = re.search(r"for example (--r[ow] ~/\S+)", done.stderr)
+            assert suggested, done.stderr
+            option, where = suggested[1].split()
+            pasted = run_cli([option, where.replace("~", str(env.home), 1), "--", "true"],
+                             cwd=project, env=env.vars)
+            assert pasted.returncode == 0, pasted.stderr
 
 
 def test_filtered_network_without_an_allow_list(project: Path, env: Env) -> None:

@@ -245,3 +245,39 @@ def test_setuid_binaries_do_not_raise_privileges(project: Path, env: Env) -> Non
                       cwd=project, env=env.vars)
     inside = str(65534 if os.getuid() == 0 else os.getuid())
     assert done.stdout.strip() == inside
+
+
+def test_a_broad_ro_shows_no_secret_under_it_and_a_broad_rw_cannot_widen_the_next_sandbox(
+        tmp_path: Path, env: Env) -> None:
+    """``--ro ~/.local`` for its tools must not show the keyrings or every agent's login
+    under it, and ``--rw ~/.config`` must not let the command write agent-sandbox's own
+    configuration (which would widen the next launch). Defences: the hides and the
+    read-only bind of ``_secrets_beneath`` and ``_kept_read_only``. Controls: the rest of
+    those trees is there (and writable for --rw), and a secret named itself is shown."""
+    home = env.home
+    keyring = home / ".local/share/keyrings/login.keyring"
+    login = home / ".local/share/agent-sandbox/logins/claude/.claude/.credentials.json"
+    past_log = home / ".local/state/agent-sandbox/decisions.jsonl"  # other sessions' hosts
+    for secret in (keyring, login, past_log):
+        secret.parent.mkdir(parents=True)
+        secret.write_text(SECRET)
+    (home / ".local/bin").mkdir(parents=True)
+    (home / ".local/bin/tool").write_text("tool")
+    config = home / ".config/agent-sandbox/config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('memory = "none"\n')
+    # The project under the --rw tree: it stays the project, read-write.
+    project = home / "src/proj"
+    project.mkdir(parents=True)
+    script = ("cat ~/.local/bin/tool; echo; grep -rs s3cr3t ~/.local; "
+              "echo 'net = \"host\"' >> ~/.config/agent-sandbox/config.toml || echo cfg-ro; "
+              "touch ~/.config/other && echo other-rw; touch ok && echo project-rw")
+    done = sandbox_sh(script, cwd=project, env=env.vars,
+                      extra=["--ro", str(home / ".local"), "--rw", str(home / ".config"),
+                             "--ro", str(home / "src")])
+    assert done.stdout.split() == ["tool", "cfg-ro", "other-rw", "project-rw"], \
+        done.stdout + done.stderr
+    assert config.read_text() == 'memory = "none"\n'
+    named = sandbox_sh("cat ~/.local/share/keyrings/login.keyring", cwd=project, env=env.vars,
+                       extra=["--ro", str(keyring.parent)])
+    assert named.stdout == SECRET, named.stderr
