@@ -258,7 +258,12 @@ def _run(argv: Sequence[str] | None) -> int:
         sys.stdout.write(plan.describe())
         return 0
 
-    check_command(plan, view, missing_fix)
+    inside = check_command(plan, view, missing_fix)
+    if missing_fix is not None and not s.get("show_command_install", True):
+        # Another program of that name is visible: it runs, not the one the caller's
+        # shell would, which must not go unsaid.
+        say(f"warning: {command[0]}: the sandbox runs {inside}, not the one your shell "
+            f"runs; {missing_fix}")
     from agent_sandbox._run.bwrap import find_bwrap
     from agent_sandbox._run.launch import run
 

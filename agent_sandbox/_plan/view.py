@@ -145,10 +145,10 @@ def _signal_reset_env(layout: HostLayout) -> str:
     return ""
 
 
-def check_command(plan: Plan, view: HostView, fix: str | None = None) -> None:
-    """Refuse, before starting anything, a COMMAND that does not exist inside (127) or
-    cannot be executed there (126). ``fix`` is what to say when the caller's PATH has it
-    (its installation, found by ``_plan.install``, given as --ro)."""
+def check_command(plan: Plan, view: HostView, fix: str | None = None) -> str:
+    """The program COMMAND runs inside; refused, before starting anything, when it does
+    not exist inside (127) or cannot be executed there (126). ``fix`` is what to say when
+    the caller's PATH has it (its installation, found by ``_plan.install``, given as --ro)."""
     policy = plan.policy
     name = policy.command[0]
     env = dict(plan.env)
@@ -173,5 +173,5 @@ def check_command(plan: Plan, view: HostView, fix: str | None = None) -> None:
                 f"{name}: its interpreter {interpreter} is not visible inside the sandbox",
                 fix=fix or "install it where the sandbox sees it (/usr, the Nix store, the "
                 "project)")
-        return
+        return candidate
     raise CommandNotFound(f"{name}: command not found inside the sandbox", fix=fix)

@@ -271,3 +271,28 @@ def test_explain_and_dry_run_name_the_rule(env: Env, project: Path) -> None:
     dry = run_cli(["--dry-run", "tool"], cwd=project, env=environ)
     assert f"--ro-bind {layout.shown[1]} {layout.shown[1]}    # the command's installation: " \
            "npm package @acme/tool" in dry.stdout
+
+
+def test_another_program_of_the_name_inside_is_never_run_silently(
+        env: Env, project: Path, tmp_path: Path) -> None:
+    """The caller's shell runs ~/.local/bin/claude (the native installer); an older claude
+    later on PATH is visible inside. With show_command_install off the sandbox would run
+    that one: it says so, with the fix, and the pasted fix runs the caller's one."""
+    native = env.home / ".local/share/claude/versions/2.1.197"
+    _exe(native, "#!/bin/sh\necho native claude\n")
+    _link(env.home / ".local/bin/claude", native)
+    old = tmp_path / "old-prefix/bin/claude"
+    _exe(old, "#!/bin/sh\necho old claude\n")
+    path = f"{env.home}/.local/bin:{old.parent}:/usr/bin:/bin"
+    done = run_cli(["--no-show-command-install", "--ro", str(old.parent), "claude"],
+                   cwd=project, env=env.with_(PATH=path))
+    assert done.stdout == "old claude\n", done.stderr
+    warning = next(x for x in done.stderr.splitlines() if "warning: claude" in x)
+    assert f"the sandbox runs {old}, not the one your shell runs" in warning
+    pasted = _paste(warning, project, env, path)
+    assert pasted.stdout == "native claude\n", pasted.stderr
+    assert "warning: claude" not in pasted.stderr
+    # Control: by default the caller's one is shown and runs, without a warning.
+    default = run_cli(["--ro", str(old.parent), "claude"], cwd=project,
+                      env=env.with_(PATH=path))
+    assert default.stdout == "native claude\n" and "warning" not in default.stderr
