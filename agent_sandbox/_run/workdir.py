@@ -244,14 +244,23 @@ def placeholder_sources() -> dict[str, str]:
         for problem in reap_stale(base_fd):
             say(f"warning: stale work dir left in {base}: {problem}")
         for name, content in PLACEHOLDER_SOURCES.values():
-            with contextlib.suppress(FileExistsError):
-                if content is None:
+            if content is None:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(name, 0o555, dir_fd=base_fd)
-                else:
-                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                                 0o444, dir_fd=base_fd)
+            elif not os.path.lexists(os.path.join(base, name)):
+                # Written whole under a name of its own, then linked into place: a launch
+                # starting at the same moment never reads it half-written.
+                tmp = f".{name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o444, dir_fd=base_fd)
+                try:
                     with os.fdopen(fd, "wb") as f:
                         f.write(content)
+                    with contextlib.suppress(FileExistsError):
+                        os.link(tmp, name, src_dir_fd=base_fd, dst_dir_fd=base_fd,
+                                follow_symlinks=False)
+                finally:
+                    os.unlink(tmp, dir_fd=base_fd)
             st = os.stat(name, dir_fd=base_fd, follow_symlinks=False)
             if content is None:
                 ok = stat.S_ISDIR(st.st_mode) and not os.listdir(os.path.join(base, name))
