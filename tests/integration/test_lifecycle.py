@@ -172,3 +172,37 @@ def test_a_network_that_cannot_be_served_stops_the_command_from_ever_running(
     done = run_cli(["-q", "--publish", str(port), "--", "sh", "-c", "touch ran"],
                    cwd=project, env=env.vars)
     assert done.returncode == 0 and (project / "ran").exists(), done.stderr
+
+
+def test_the_uninstall_section_removes_everything_the_tool_wrote(
+        project: Path, env: Env) -> None:
+    """docs/getting-started.md's uninstall command, run after sessions that used every place
+    (an agent preset's home, the log, the seccomp cache, a --tmp-on-disk work dir), leaves
+    no agent-sandbox file in the home or TMPDIR; the project keeps what the command wrote."""
+    fake_claude = env.home / "bin/claude"
+    fake_claude.parent.mkdir()
+    fake_claude.write_text("#!/bin/sh\necho hi > ~/.claude/note; echo work > kept.txt\n")
+    fake_claude.chmod(0o755)
+    before = {p for p in env.home.rglob("*")} - {fake_claude, fake_claude.parent}
+    path = f"{fake_claude.parent}:{env.vars['PATH']}"
+    assert run_cli(["claude"], cwd=project, env=env.with_(PATH=path)).returncode == 0
+    assert sandbox_sh("true", cwd=project, env=env.vars, extra=["--tmp-on-disk"]).returncode \
+        == 0
+    written = {str(p.relative_to(env.home))
+               for pattern in (".*/agent-sandbox", ".*/*/agent-sandbox")
+               for p in env.home.glob(pattern)}
+    assert written == {".local/share/agent-sandbox", ".local/state/agent-sandbox",
+                       ".cache/agent-sandbox"}, written
+    docs = Path(__file__).parents[2] / "docs/getting-started.md"
+    section = docs.read_text().split("## Uninstall", 1)[1]
+    command = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    # Not the real pipx: this test's home is a fake one, the machine's pipx is not.
+    command = command.replace("pipx uninstall agent-sandbox 2>/dev/null; ", "")
+    subprocess.run(["sh", "-c", command], env=env.vars, check=True)
+    left = [str(p) for p in (*env.home.rglob("*"), *env.tmpdir.rglob("*"))
+            if "agent-sandbox" in str(p)]
+    assert left == []
+    # What the sessions left in the home is only what was there (and empty XDG parents).
+    after = {p for p in env.home.rglob("*") if p.is_file()} - {fake_claude}
+    assert after <= before
+    assert (project / "kept.txt").read_text() == "work\n"
