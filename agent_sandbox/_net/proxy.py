@@ -21,14 +21,23 @@ import contextlib
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable
 from agent_sandbox._net.address import address_refusal
-from agent_sandbox._net.allow import AllowEntry, Forward, allow_hint, decide, match
+from agent_sandbox._net.allow import AllowEntry, Forward, decide, match
+from agent_sandbox._net.fixes import (
+    ALLOW,
+    NO_FLAG,
+    PRIVATE,
+    GroupOf,
+    Refusals,
+    describe,
+    shown,
+    suggestion,
+)
 from agent_sandbox._net.log import DecisionLog
 from agent_sandbox._net.loop import (
     READ,
@@ -65,11 +74,13 @@ DYNAMIC_NET = "127.2"  # 127.2.x.y: names allocated when the DNS responder answe
 
 class Denied(Exception):
     """The policy refuses the connection (logged as "deny"); ``reply`` is sent to the client
-    before it is closed."""
+    before it is closed. ``need`` is what a flag would have to change (``_net.fixes``)."""
 
-    def __init__(self, reason: str, host: str = "", port: int = 0, reply: bytes = b"") -> None:
+    def __init__(self, reason: str, host: str = "", port: int = 0, reply: bytes = b"",
+                 need: str = NO_FLAG) -> None:
         super().__init__(reason)
         self.reason, self.host, self.port, self.reply = reason, host, port, reply
+        self.need = need
 
 
 class UpstreamFailed(Denied):
@@ -81,13 +92,15 @@ class Network:
     """The state shared by the listeners: policy, name <-> address map, log, counters."""
 
     def __init__(self, entries: Sequence[AllowEntry], pins: Sequence[tuple[str, str]],
-                 log: DecisionLog) -> None:
+                 log: DecisionLog, group_of: GroupOf | None = None) -> None:
         self.entries = tuple(entries)
         self.pins = dict(pins)
         self.log = log
+        # The host groups, for suggestions that name one (none are passed yet).
+        self.group_of = group_of
         self.by_name = static_addresses(self.entries)
         self.by_address = {address: name for name, address in self.by_name.items()}
-        self.blocked: Counter[tuple[str, int]] = Counter()
+        self.blocked: dict[str, Refusals] = {}  # by host
         self.allowed = 0
         self.active = 0
         self._next = 1
@@ -112,27 +125,34 @@ class Network:
         clean = normalise_name(name)
         entry = match(self.entries, clean) if clean else None
         if entry is None:
-            self.log.record("deny", path="dns", host=name, port=0,
-                            reason="not in the allow-list")
-            self.blocked[(name, 0)] += 1
+            self.deny("dns", name, 0, "not in the allow-list", ALLOW)
             return None
         return self.address_for(clean or name)
 
-    def deny(self, path: str, host: str, port: int, reason: str) -> None:
-        self.blocked[(host, port)] += 1
+    def deny(self, path: str, host: str, port: int, reason: str, need: str = NO_FLAG) -> None:
+        self.blocked.setdefault(host, Refusals()).add(port, need, reason)
         self.log.record("deny", path=path, host=host, port=port, reason=reason)
 
+    def fix(self, denied: Denied) -> str:
+        """The flags that would have allowed this one refusal (the 403 body's)."""
+        one = Refusals()
+        one.add(denied.port, denied.need, denied.reason)
+        return suggestion(denied.host, one, *self._groups())
+
+    def _groups(self) -> tuple[GroupOf, ...]:
+        return () if self.group_of is None else (self.group_of,)
+
     def summary(self) -> str | None:
+        """The exit's line: the hosts refused most, each with the flags that would allow
+        everything it was refused (merged per host), or why no flag would."""
         if not self.blocked:
             return None
-        parts = []
-        for (host, port), count in self.blocked.most_common(5):
-            host = host if len(host) <= 80 else host[:80] + "..."  # one line, bounded
-            what = host if port in (0, 443, 80) else f"{host}:{port}"
-            parts.append(f"{what}{f' x{count}' if count > 1 else ''} ({allow_hint(host, port)})")
-        more = len(self.blocked) - 5
-        return (f"network: blocked {sum(self.blocked.values())} connection(s): "
-                + ", ".join(parts) + (f", and {more} more" if more > 0 else "")
+        top = sorted(self.blocked.items(), key=lambda item: -item[1].count)[:5]
+        parts = [describe(shown(host, refused, *self._groups())) for host, refused in top]
+        more = len(self.blocked) - len(top)
+        total = sum(r.count for r in self.blocked.values())
+        return (f"network: blocked {total} request(s): " + ", ".join(parts)
+                + (f", and {more} more host(s)" if more > 0 else "")
                 + f"; details in {self.log.path}")
 
 
@@ -194,13 +214,19 @@ def _dial(net: Network, entry: AllowEntry, host: str, port: int,
         return upstream
     if failures:
         raise UpstreamFailed("; ".join(failures + refusals), host, port)
-    raise Denied("; ".join(refusals) or "no address", host, port)
+    # --allow-private changes the answer only if no address was one it refuses too.
+    private = bool(candidates) and all(address_refusal(a, True) is None for a in candidates)
+    raise Denied("; ".join(refusals) or "no address", host, port,
+                 need=PRIVATE if private else NO_FLAG)
 
 
 def _decide(net: Network, host: str, port: int) -> AllowEntry:
     verdict = decide(net.entries, host, port)
     if not verdict.allowed or verdict.entry is None:
-        raise Denied(verdict.reason, host, port)
+        # The name or its port is not listed; a port refused for an entry that accepts
+        # private answers needs the same for the new port.
+        private = verdict.entry is not None and verdict.entry.allow_private
+        raise Denied(verdict.reason, host, port, need=PRIVATE if private else ALLOW)
     return verdict.entry
 
 
@@ -252,8 +278,8 @@ def _http_error(status: str, body: str) -> bytes:
             "X-Agent-Sandbox: blocked\r\n\r\n").encode() + payload
 
 
-def _forbidden(denied: Denied) -> Denied:
-    denied.reply = _http_error("403 Forbidden", _why(denied))
+def _forbidden(net: Network, denied: Denied) -> Denied:
+    denied.reply = _http_error("403 Forbidden", _why(denied, net.fix(denied)))
     return denied
 
 
@@ -279,7 +305,7 @@ def _serve_proxy(net: Network, client: socket.socket) -> Task[None]:
     try:
         entry = _decide(net, host, port)
     except Denied as denied:
-        raise _forbidden(denied) from None
+        raise _forbidden(net, denied) from None
     if connect:
         yield from send_all(client, b"HTTP/1.1 200 Connection Established\r\n\r\n",
                             time.monotonic() + HEAD_TIMEOUT)
@@ -299,7 +325,7 @@ def _serve_proxy(net: Network, client: socket.socket) -> Task[None]:
                                        f"allowed, but unreachable: {failed.reason}\n")
         raise
     except Denied as denied:
-        raise (denied if connect else _forbidden(denied)) from None
+        raise (denied if connect else _forbidden(net, denied)) from None
     with upstream:
         yield from relay(client, upstream, first, limit)
 
@@ -341,14 +367,14 @@ def _serve_published(net: Network, make_socket: Callable[[], socket.socket], por
         yield from relay(client, upstream, b"")
 
 
-def _why(denied: Denied) -> str:
-    """The 403's body: the host, the reason and the flag to allow it, each line safe for a
-    terminal (a client may print it, and the host name is the command's choice)."""
+def _why(denied: Denied, fix: str) -> str:
+    """The 403's body: the host, the reason and the flags to allow it (or that none
+    would), each line safe for a terminal (a client may print it, and the host name is the
+    command's choice)."""
     lines = [f"agent-sandbox blocked this connection: {denied.host or 'request'}"
-             f"{f':{denied.port}' if denied.port else ''}: {denied.reason}."]
-    if denied.host:
-        lines.append(f"To allow it, run agent-sandbox with "
-                     f"{allow_hint(denied.host, denied.port)}.")
+             f"{f':{denied.port}' if denied.port else ''}: {denied.reason}.",
+             f"To allow it, run agent-sandbox with {fix}." if fix else
+             "No agent-sandbox flag allows it."]
     return "".join(printable(line) + "\n" for line in lines)
 
 
@@ -361,7 +387,7 @@ def _outcome(net: Network, path: str, serve: Task[None]) -> Task[bytes]:
                        upstream=f"failed: {failed.reason}")
         return failed.reply
     except Denied as denied:
-        net.deny(path, denied.host, denied.port, denied.reason)
+        net.deny(path, denied.host, denied.port, denied.reason, denied.need)
         return denied.reply
     except (TimeoutError, OSError):
         pass

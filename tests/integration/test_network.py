@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import pytest
 import trustme
 
-from tests.conftest import Env, launched, loopback_server, run_cli
+from tests.conftest import CLI, Env, launched, loopback_server, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -553,3 +553,55 @@ def test_ca_variables_reach_a_node_client_with_their_file_read_only(
     assert done.returncode == 1
     assert done.stdout.strip() in ("UNABLE_TO_VERIFY_LEAF_SIGNATURE",
                                    "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_GET_ISSUER_CERT")
+
+def _printed_fix(stderr: str, host: str) -> list[str]:
+    """The flags the exit summary suggests for ``host``: ``host[ xN] ([why: ]FLAGS)``."""
+    import re
+    import shlex
+
+    summary = next(line for line in stderr.splitlines() if "network: blocked" in line)
+    found = re.search(rf"{re.escape(host)}(?: x\d+)? \((?:[^():]*: )?(--[^()]*)\)", summary)
+    assert found is not None, summary
+    return shlex.split(found.group(1))
+
+
+@pytest.mark.parametrize("case", ["unlisted-443", "unlisted-8443", "lookup-only", "private"])
+def test_every_printed_fix_allows_the_connection_when_pasted(
+        project: Path, env: Env, tmp_path: Path, case: str) -> None:
+    """Each kind of refusal, by a real client against a local upstream in a network
+    namespace of the test's own (443 needs one): the exit summary's fix for the host,
+    pasted into the same launch, lets the same connection through."""
+    from tests.integration.isolated_net import isolated_network
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(project / "ca.pem"))
+    issued = ca.issue_cert(NAME)
+    issued.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {NAME}\n")  # the host's resolver's answer
+    curl = ["curl", "-sS", "--max-time", "20", "--cacert", "ca.pem"]
+    base, client = {
+        "unlisted-443": (["--allow", "other.example.test", "--resolve", f"{NAME}=127.0.0.1"],
+                         [*curl, f"https://{NAME}/"]),
+        "unlisted-8443": (["--allow", "other.example.test", "--resolve", f"{NAME}=127.0.0.1"],
+                          [*curl, f"https://{NAME}:8443/"]),
+        # Ignores the proxy variables: the sandbox's DNS refuses the name, nothing connects.
+        "lookup-only": (["--allow", "other.example.test", "--resolve", f"{NAME}=127.0.0.1"],
+                        [*curl, "--noproxy", "*", f"https://{NAME}/"]),
+        # Allowed, and the host's resolver answers a loopback address: refused as private
+        # (the client sees only a closed tunnel).
+        "private": (["--allow", NAME], [*curl, f"https://{NAME}/"]),
+    }[case]
+    with isolated_network(cert=tmp_path / "cert.pem", key=tmp_path / "key.pem",
+                          tls_ports=(443, 8443), hosts=hosts) as net:
+        first = net.run([*CLI, *base, "--", *client], cwd=project, env=env.vars)
+        assert first.returncode != 0 and "hello" not in first.stdout, first.stderr
+        fix = _printed_fix(first.stderr, NAME)
+        again = net.run([*CLI, *base, *fix, "--", *client], cwd=project, env=env.vars)
+    assert again.returncode == 0, (fix, again.stderr)
+    assert again.stdout.startswith(f"hello from {NAME}"), again.stdout
+    assert "network: blocked" not in again.stderr
+    expected = {"unlisted-443": ["--allow", NAME], "unlisted-8443": ["--allow", f"{NAME}:8443"],
+                "lookup-only": ["--allow", NAME], "private": ["--allow-private", NAME]}[case]
+    assert fix == expected

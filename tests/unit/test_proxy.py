@@ -89,7 +89,30 @@ def test_answers_in_refused_ranges_are_never_dialled(proxy: tuple[int, Resolver,
         reply = _connect(port, f"allowed.test:{echo}")
         assert b"upstream:" not in reply, address  # DNS rebinding to a refused range
     assert resolver.calls == ["allowed.test"] * 5
-    assert all(r for (host, _), r in net.blocked.items() if host == "allowed.test")
+    assert net.blocked["allowed.test"].count == 5
+
+
+def test_refusals_print_the_flag_that_would_allow_them(
+    proxy: tuple[int, Resolver, Network], echo: int
+) -> None:
+    """The 403 body and the exit summary name --allow-private for an allowed name whose
+    address is private, the real port for an unlisted one, and no flag where none helps."""
+    port, resolver, net = proxy
+    resolver.answers["allowed.test"] = "127.0.0.1"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET http://allowed.test:{echo}/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        private = s.recv(1000).decode()
+    assert private.startswith("HTTP/1.1 403")
+    assert f"run agent-sandbox with --allow-private allowed.test:{echo}." in private
+    assert b"with --allow evil.test:8443." in _connect(port, "evil.test:8443")
+    net.dns_lookup("evil.test")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET http://[::1]/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"with --forward-host 80." in s.recv(1000)
+    assert net.summary() == (
+        f"network: blocked 4 request(s): evil.test x2 (--allow evil.test:8443), allowed.test "
+        f"(private address: --allow-private allowed.test:{echo}), ::1 (--forward-host 80); "
+        f"details in {net.log.path}")
 
 
 def test_an_allowed_name_is_resolved_once_and_dialled_at_the_vetted_address(
@@ -227,7 +250,8 @@ def test_the_dns_responder_answers_queries_sent_before_it_ran(tmp_path: Path) ->
     log.close()
     assert [str(rr.rdata) for rr in allowed.rr] == ["127.2.0.1"]
     assert denied.header.rcode == RCODE.NXDOMAIN and denied.rr == []
-    assert net.blocked == {("evil.test", 0): 1}
+    assert list(net.blocked) == ["evil.test"] and net.blocked["evil.test"].count == 1
+    assert net.blocked["evil.test"].ports == {0: None}
 
 
 def test_leaving_serving_closes_open_connections_and_stops_the_thread(tmp_path: Path) -> None:
