@@ -38,8 +38,21 @@ def printable(text: str) -> str:
 _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 
 
+_KEPT_WHEN_QUIET = ("error:", "warning:", "WARNING:", "fix:")
+_hushed = False
+
+
+def hush() -> None:
+    """From now on, ``say`` prints only errors, warnings and fixes (``-q`` before a
+    subcommand: the launch itself decides line by line what ``-q`` drops)."""
+    global _hushed
+    _hushed = True
+
+
 def say(text: str) -> None:
     """One message line on stderr; nothing in it can drive the terminal (``printable``)."""
+    if _hushed and not text.startswith(_KEPT_WHEN_QUIET):
+        return
     print(render(printable(text), colour_wanted(os.environ, sys.stderr.isatty())),
           file=sys.stderr)
 

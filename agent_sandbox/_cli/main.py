@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -170,6 +171,36 @@ SUBCOMMANDS = {
 }
 
 
+# -q and -v may come before any subcommand (``agent-sandbox -q ps``, ``-qv``); the launch's
+# other options before ``config`` and ``explain`` only, which take them.
+_GLOBAL_FLAG = re.compile(r"--quiet|--verbose|-[qv]+")
+TAKE_LAUNCH_OPTIONS = ("config", "explain")
+
+
+def _subcommand(name: str, options: Sequence[str], rest: Sequence[str]) -> int:
+    """Run subcommand ``name`` with ``rest``, the words after it, and ``options``, the
+    options before it."""
+    import importlib
+
+    if name in TAKE_LAUNCH_OPTIONS:
+        # explain's target is its first word: the options go after it.
+        first = 1 if name == "explain" and rest[:1] and not rest[0].startswith("-") else 0
+        rest = [*rest[:first], *options, *rest[first:]]
+    else:
+        for word in options:
+            if not _GLOBAL_FLAG.fullmatch(word):
+                raise UsageError(f"{word.split('=', 1)[0]} is an option of a launch, which "
+                                 f"{name} does not take",
+                                 fix=f"agent-sandbox {name} --help lists what it takes")
+        if any(w == "--quiet" or w[:2] != "--" and "q" in w for w in options):
+            from agent_sandbox._say import hush
+
+            hush()
+    module, function = SUBCOMMANDS[name]
+    front: Callable[[list[str]], int] = getattr(importlib.import_module(module), function)
+    return front(list(rest))
+
+
 def _relaunch(argv: Sequence[str], command: Sequence[str], name: str) -> list[str]:
     """This launch as a new process: same interpreter and entry, same options minus
     --detach, with --name, same command."""
@@ -199,12 +230,12 @@ def _run(argv: Sequence[str] | None) -> int:
 
     sudo_user = drop_sudo(os.environ)
     if argv[:1] and argv[0] in SUBCOMMANDS:
-        import importlib
-
-        module, function = SUBCOMMANDS[argv[0]]
-        front: Callable[[list[str]], int] = getattr(importlib.import_module(module), function)
-        return front(argv[1:])
+        return _subcommand(argv[0], (), argv[1:])
     args = _parser().parse_args(argv)
+    if args.command[:1] and args.command[0] in SUBCOMMANDS:
+        # Options, then a subcommand's name (not after --, which marks a command).
+        options = argv[:len(argv) - len(args.command)]
+        return _subcommand(args.command[0], options, args.command[1:])
     if args.name is not None:
         from agent_sandbox._run.sessions import check_name
 

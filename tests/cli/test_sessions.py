@@ -274,3 +274,37 @@ def test_the_command_cannot_reach_records_log_or_terminals(project: Path,
         assert probe.stdout == "done\n", probe.stdout + probe.stderr
     finally:
         run_cli(["stop", "bg"], cwd=project, env=senv)
+
+
+def test_options_before_a_subcommand_keep_it_a_subcommand(project: Path,
+                                                          senv: dict[str, str]) -> None:
+    """`agent-sandbox -q ps` is the ps subcommand (it used to run ps in a sandbox); -q and
+    -v go before any subcommand, the launch's options before config and explain, which
+    take them; after --, ps is a command."""
+    with launched(["-q", "--name", "busy", "--", "sleep", "30"], cwd=project, env=senv):
+        _wait_for(lambda: len(_ps(project, senv)) == 1)
+        for options in (["-q"], ["-v"], ["-qv"], ["--quiet", "--verbose"]):
+            done = run_cli([*options, "ps"], cwd=project, env=senv)
+            assert done.returncode == 0, (options, done.stderr)
+            assert done.stdout.splitlines()[0].split()[0] == "NAME", (options, done.stdout)
+            assert "busy" in done.stdout and done.stderr == "", (options, done.stderr)
+        listed = run_cli(["-q", "ps", "--json"], cwd=project, env=senv)
+        assert json.loads(listed.stdout)["name"] == "busy"
+        stopped = run_cli(["-q", "stop", "busy"], cwd=project, env=senv)
+        assert stopped.returncode == 0 and stopped.stderr == ""  # the notice, hushed
+    assert run_cli(["-q", "ps"], cwd=project, env=senv).stderr == ""
+    assert run_cli(["-v", "ps"], cwd=project, env=senv).stderr == \
+        "agent-sandbox: no sandboxes are running\n"
+    inside = run_cli(["-q", "--", "ps", "-e", "-o", "comm="], cwd=project, env=senv)
+    assert inside.returncode == 0 and inside.stdout.split()[-1] == "ps", inside.stderr
+    explained = run_cli(["--allow", "api.example.test", "explain", "api.example.test:443"],
+                        cwd=project, env=senv)
+    assert explained.returncode == 0 and "allowed on port 443" in explained.stdout, \
+        explained.stderr
+    for words, flag, sub in ((["--allow", "x.test", "ps"], "--allow", "ps"),
+                             (["--net=host", "log"], "--net", "log"),
+                             (["-q", "--detach", "attach", "x"], "--detach", "attach")):
+        done = run_cli(words, cwd=project, env=senv)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"agent-sandbox: error: {flag} is an option of a launch, "
+                                      f"which {sub} does not take"), done.stderr
