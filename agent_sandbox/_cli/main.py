@@ -192,7 +192,7 @@ def _subcommand(name: str, options: Sequence[str], rest: Sequence[str]) -> int:
                 raise UsageError(f"{word.split('=', 1)[0]} is an option of a launch, which "
                                  f"{name} does not take",
                                  fix=f"agent-sandbox {name} --help lists what it takes")
-        if any(w == "--quiet" or w[:2] != "--" and "q" in w for w in options):
+        if any(w == "--quiet" or (w[:2] != "--" and "q" in w) for w in options):
             from agent_sandbox._say import hush
 
             hush()

@@ -355,16 +355,29 @@ def _serve_forward(net: Network, forward: Forward, client: socket.socket) -> Tas
         yield from relay(client, upstream, b"")
 
 
-def _serve_published(net: Network, make_socket: Callable[[], socket.socket], port: int,
+# Where a published port is dialled inside, in order: a server may listen on either
+# loopback alone (``localhost`` is ::1 first for many), or on both.
+PUBLISHED_ADDRESSES = ("127.0.0.1", "::1")
+
+
+def _serve_published(net: Network, make_socket: Callable[[str], socket.socket], port: int,
                      client: socket.socket) -> Task[None]:
-    """A host connection to 127.0.0.1:PORT, dialled into the sandbox's 127.0.0.1:PORT with
-    a socket made inside its namespace (by the namespace child, which answers at once)."""
-    with make_socket() as upstream:
-        upstream.setblocking(False)
-        yield from connect_socket(upstream, ("127.0.0.1", port),
-                                  time.monotonic() + DIAL_TIMEOUT)
-        net.log.record("allow", path="publish", host="127.0.0.1", port=port)
-        yield from relay(client, upstream, b"")
+    """A host connection to 127.0.0.1:PORT, dialled into the sandbox's 127.0.0.1:PORT, else
+    its [::1]:PORT, with a socket made inside its namespace (by the namespace child, which
+    answers at once)."""
+    deadline = time.monotonic() + DIAL_TIMEOUT
+    for address in PUBLISHED_ADDRESSES:
+        with make_socket(address) as upstream:
+            upstream.setblocking(False)
+            try:
+                yield from connect_socket(upstream, (address, port), deadline)
+            except ConnectionRefusedError:
+                if address == PUBLISHED_ADDRESSES[-1]:
+                    raise
+                continue  # nothing listens there: the next one
+            net.log.record("allow", path="publish", host=address, port=port)
+            yield from relay(client, upstream, b"")
+            return
 
 
 def _why(denied: Denied, fix: str) -> str:
@@ -445,7 +458,7 @@ def _serve_dns(sock: socket.socket, lookup: Callable[[str], str | None]) -> Task
 
 
 def _tasks(net: Network, listeners: Listeners, published: Sequence[tuple[int, socket.socket]],
-           make_socket: Callable[[], socket.socket],
+           make_socket: Callable[[str], socket.socket],
            spawn: Callable[[Task[None]], None]) -> list[Task[None]]:
     """One task per listening socket."""
     served: list[tuple[socket.socket, str, Callable[[socket.socket], Task[None]]]] = []
@@ -465,7 +478,7 @@ def _tasks(net: Network, listeners: Listeners, published: Sequence[tuple[int, so
 
 @contextlib.contextmanager
 def serving(net: Network, listeners: Listeners, publish: Sequence[int],
-            make_socket: Callable[[], socket.socket]) -> Iterator[None]:
+            make_socket: Callable[[str], socket.socket]) -> Iterator[None]:
     """Serve from a thread of the launcher while the sandbox runs (the main thread keeps the
     signal-driven supervision); stop and join on exit. Startup errors are raised here,
     before the command runs."""

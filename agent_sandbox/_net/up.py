@@ -55,8 +55,9 @@ def network(plan: NetPlan, init_pid: int, log: DecisionLog) -> Iterator[Network]
             forwards=tuple(zip(plan.forwards, rest[len(ports):], strict=True)),
         )
 
-        def dial_socket() -> socket.socket:
-            return inside.make([SocketSpec("tcp", bind=False)])[0]
+        def dial_socket(address: str) -> socket.socket:
+            """An unbound socket made inside, of ``address``'s family."""
+            return inside.make([SocketSpec("tcp", (address, 0), bind=False)])[0]
 
         net = Network(plan.entries, plan.pins, log)
         stack.enter_context(serving(net, listeners, plan.publish, dial_socket))

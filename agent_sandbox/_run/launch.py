@@ -226,11 +226,21 @@ def _memory_file(stack: contextlib.ExitStack, text: str) -> int:
 
 
 def _net_label(plan: Plan) -> str:
-    """The network in a few words, as ps and the start line show it."""
-    mode = plan.policy.net.value
-    count = len(plan.policy.allow)
-    return f"filtered ({count} host{'' if count == 1 else 's'})" if mode == "filtered" \
-        else mode
+    """The network in a few words, as ps and the start line show it: the mode and what
+    else is reachable (forwarded host services, published ports)."""
+    policy = plan.policy
+    count = len(policy.allow)
+    label = f"filtered ({count} host{'' if count == 1 else 's'})" \
+        if policy.net.value == "filtered" else policy.net.value
+    extras = []
+    for f in policy.forwards:
+        target = f"unix:{f.unix_path}" if f.unix_path else f"{f.host}:{f.port}"
+        same = target == f"127.0.0.1:{f.inside_port}"
+        extras.append(f"forwarded localhost:{f.inside_port}" + ("" if same else
+                                                                 f" (host {target})"))
+    extras += [f"published localhost:{port}" for port in policy.publish]
+    shown = extras[:3] + ([f"{len(extras) - 3} more"] if len(extras) > 3 else [])
+    return " + ".join([label, ", ".join(shown)]) if shown else label
 
 
 @contextlib.contextmanager
@@ -422,6 +432,12 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                     os.kill(target, signal.SIGKILL)
             os.waitpid(pid, 0)
             raise
+        offline = None
+        if plan.policy.net.value == "none" and not quiet:
+            from agent_sandbox._net.offline import Attempts
+
+            offline = Attempts(init_pid)
+            stack.callback(offline.close)
         os.write(block_write, b"x")
         status, timed_out = _supervise(pid, init_pid, plan.policy.limits.timeout)
         if home is not None:
@@ -434,6 +450,12 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         summary = net.summary() if net is not None else None
         if summary and not quiet:
             say(summary)
+        tried = offline.count() if offline is not None and status != 0 else 0
+        if tried:
+            # Tools say only "Could not resolve host": the failure may well be this.
+            say(f"network: none (loopback only): the command tried to reach the network "
+                f"{tried} time(s) (name lookups or connections) and could not; to let it "
+                "reach a host, launch with --allow HOST")
         if after is not None:
             items = after()
             if items:

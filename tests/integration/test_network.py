@@ -219,6 +219,9 @@ def test_forward_host_reaches_a_host_tcp_service_and_unix_socket(project: Path, 
                        cwd=project, env=env.vars)
     assert done.stdout.split() == ["tcp:hi", "unix:hi"], done.stderr
     assert {d["path"] for d in _log(env)} == {"forward"}
+    # The start line says what is reachable, not only "network none".
+    assert (f"; network none + forwarded localhost:{tcp_port}, forwarded localhost:7000 "
+            f"(host unix:{unix_path}); ") in done.stderr
 
 
 def _free_port() -> int:
@@ -227,11 +230,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_publish_makes_a_server_inside_reachable_from_the_host(project: Path,
-                                                               env: Env) -> None:
+@pytest.mark.parametrize("inside", ["127.0.0.1", "::1"])
+def test_publish_makes_a_server_inside_reachable_from_the_host(project: Path, env: Env,
+                                                               inside: str) -> None:
+    """A server inside on either loopback address alone (many bind ``localhost``, which is
+    ::1 first) answers on the host's 127.0.0.1:PORT."""
     port = _free_port()
-    server = ("import socket; s = socket.create_server(('127.0.0.1', %d)); print('up', "
-              "flush=True); c, _ = s.accept(); c.sendall(b'from inside:' + c.recv(10))" % port)
+    family = "socket.AF_INET6" if ":" in inside else "socket.AF_INET"
+    server = ("import socket; s = socket.create_server((%r, %d), family=%s); print('up', "
+              "flush=True); c, _ = s.accept(); c.sendall(b'from inside:' + c.recv(10))"
+              % (inside, port, family))
     with launched(["-q", "--publish", str(port), "--", "python3", "-c", server], cwd=project,
                   env=env.vars) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
@@ -605,3 +613,24 @@ def test_every_printed_fix_allows_the_connection_when_pasted(
     expected = {"unlisted-443": ["--allow", NAME], "unlisted-8443": ["--allow", f"{NAME}:8443"],
                 "lookup-only": ["--allow", NAME], "private": ["--allow-private", NAME]}[case]
     assert fix == expected
+
+
+OFFLINE = "network: none (loopback only): the command tried to reach the network"
+
+
+def test_under_net_none_a_failed_lookup_says_the_sandbox_is_offline(project: Path,
+                                                                    env: Env) -> None:
+    """Tools say only "Could not resolve host"; the exit says the network was off when the
+    command failed after trying it (a lookup to any server has no route; one to a DNS stub
+    on loopback, such as 127.0.0.53, finds nobody), and stays quiet otherwise."""
+    failed = run_cli(["--", "curl", "-sS", "https://example.com/"], cwd=project, env=env.vars)
+    assert failed.returncode == 6 and "Could not resolve host" in failed.stderr
+    assert OFFLINE in failed.stderr and "--allow HOST" in failed.stderr
+    stub = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.sendto(b'query', ('127.0.0.53', 53)); sys.exit(1)")
+    assert OFFLINE in run_cli(["--", "python3", "-c", stub], cwd=project, env=env.vars).stderr
+    for script in ("exit 3", "getent hosts example.com; true"):  # not tried / not failed
+        done = run_cli(["--", "sh", "-c", script], cwd=project, env=env.vars)
+        assert "network: none" not in done.stderr, (script, done.stderr)
+    assert OFFLINE not in run_cli(["-q", "--", "curl", "-sS", "https://example.com/"],
+                                  cwd=project, env=env.vars).stderr

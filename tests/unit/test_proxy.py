@@ -53,7 +53,7 @@ def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     net = Network(entries, (), log)
     listener = socket.create_server(("127.0.0.1", 0))
     try:
-        with serving(net, Listeners(proxy=listener), (), lambda: socket.socket()):
+        with serving(net, Listeners(proxy=listener), (), lambda _: socket.socket()):
             yield listener.getsockname()[1], resolver, net
     finally:
         listener.close()
@@ -216,7 +216,7 @@ def test_a_tunnel_moves_every_byte_both_ways_and_passes_half_closes_on(
     head = (f"POST / HTTP/1.1\r\nHost: private.test\r\nContent-Length: {8 << 20}"
             "\r\n\r\n").encode()
     try:
-        with serving(net, Listeners(proxy=listener), (), lambda: socket.socket()), \
+        with serving(net, Listeners(proxy=listener), (), lambda _: socket.socket()), \
                 socket.create_connection(listener.getsockname(), timeout=20) as s:
             s.sendall(f"CONNECT private.test:{upstream} HTTP/1.1\r\n\r\n".encode())
             assert s.recv(1000).startswith(b"HTTP/1.1 200")
@@ -243,7 +243,7 @@ def test_the_dns_responder_answers_queries_sent_before_it_ran(tmp_path: Path) ->
         client.settimeout(10)
         client.connect(udp.getsockname())
         client.send(DNSRecord.question("a.example.com").pack())  # queued in udp's buffer
-        with serving(net, Listeners(dns=udp), (), lambda: socket.socket()):
+        with serving(net, Listeners(dns=udp), (), lambda _: socket.socket()):
             allowed = DNSRecord.parse(client.recv(4096))
             client.send(DNSRecord.question("evil.test").pack())
             denied = DNSRecord.parse(client.recv(4096))
@@ -258,7 +258,7 @@ def test_leaving_serving_closes_open_connections_and_stops_the_thread(tmp_path: 
     log = DecisionLog("test", str(tmp_path / "log.jsonl"))
     net = Network((), (), log)
     with contextlib.closing(log), socket.create_server(("127.0.0.1", 0)) as listener:
-        with serving(net, Listeners(proxy=listener), (), lambda: socket.socket()):
+        with serving(net, Listeners(proxy=listener), (), lambda _: socket.socket()):
             client = socket.create_connection(listener.getsockname(), timeout=10)
             client.sendall(b"CONNECT ")  # a head in progress: its handler waits for more
             deadline = time.monotonic() + 10
