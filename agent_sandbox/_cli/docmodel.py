@@ -83,11 +83,20 @@ def _described() -> tuple[Subcommand, ...]:
         Subcommand("stop", "stop a running sandbox: SIGTERM to its command, SIGKILL 5 s later",
                    "NAME", ()),
         Subcommand("log", "show the decision log: connections allowed and denied, bypasses, "
-                   "starts and exits", "[-f] [--session NAME] [--json]",
+                   "starts and exits", "[-f] [--session NAME|ID] [--since DURATION|TIME] "
+                   "[--verdict allow|deny] [--json]",
                    (Option(("-f", "--follow"), "keep printing new records"),
-                    Option(("--session",), "only this session's records", "NAME"), as_json)),
+                    Option(("--session",), "only this session's records: its id, or its name "
+                           "(the latest run of that name)", "NAME|ID"),
+                    Option(("--since",), "only records from that long ago (90, 30m, 2h, 7d) "
+                           "or that local time (2025-06-01, 2025-06-01T14:30, 14:30) on",
+                           "DURATION|TIME"),
+                    Option(("--verdict",), "only connections allowed, or only denied",
+                           "VERDICT", ("allow", "deny")),
+                    as_json)),
         Subcommand("attach", "attach this terminal to a detached sandbox (detach again with "
-                   "Ctrl-\\)", "NAME", ()),
+                   "Ctrl-\\); for one that has ended, print its last output and exit status",
+                   "NAME|ID", ()),
         Subcommand("shell-hook", "what a Nix dev shell's hook runs: a banner, and a check "
                    "that COMMAND reaches the sandbox wrapper",
                    "[--agent PRESET] [--command NAME] [--wrapper PATH]",

@@ -171,6 +171,8 @@ SUBCOMMANDS = {
 }
 
 
+# Set by --detach for the launch it starts under dtach: the session id to record it as.
+RECORD_VARIABLE = "_AGENT_SANDBOX_RECORD"
 # -q and -v may come before any subcommand (``agent-sandbox -q ps``, ``-qv``); the launch's
 # other options before ``config`` and ``explain`` only, which take them.
 _GLOBAL_FLAG = re.compile(r"--quiet|--verbose|-[qv]+")
@@ -229,6 +231,15 @@ def _run(argv: Sequence[str] | None) -> int:
     from agent_sandbox._run.caller import drop_sudo
 
     sudo_user = drop_sudo(os.environ)
+    session_id = os.environ.pop(RECORD_VARIABLE, None)
+    if session_id:
+        # A detached launch: run it on a terminal whose output is kept (this process relays
+        # and returns the status once it ended; the launch goes on in its child).
+        from agent_sandbox._run.scrollback import recorded
+
+        status = recorded(session_id)
+        if status is not None:
+            return status
     if argv[:1] and argv[0] in SUBCOMMANDS:
         return _subcommand(argv[0], (), argv[1:])
     args = _parser().parse_args(argv)
@@ -352,7 +363,8 @@ def _run(argv: Sequence[str] | None) -> int:
         root_fix = ("run agent-sandbox as an ordinary user, or let the command keep host uid "
                     f"0 (weaker): agent-sandbox --root-stays-root {shlex.join(argv)}")
     return run(plan, bwrap, quiet=args.quiet, name=args.name,
-               caller=_who(identity, policy, sudo_user), root_fix=root_fix)
+               caller=_who(identity, policy, sudo_user), root_fix=root_fix,
+               session_id=session_id)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -244,13 +244,15 @@ def _net_label(plan: Plan) -> str:
 
 
 @contextlib.contextmanager
-def _session(plan: Plan, name: str | None) -> Iterator[tuple[Session, DecisionLog]]:
+def _session(plan: Plan, name: str | None,
+             session_id: str | None) -> Iterator[tuple[Session, DecisionLog]]:
     """The launch's session record (for ps, stop, attach) and its start and exit in the log."""
     policy = plan.policy
     record = registered(os.environ, name, default_base(policy.agent, policy.command),
                         agent=policy.agent, project=policy.project, net=_net_label(plan),
-                        command=policy.command)
-    with record as session, contextlib.closing(DecisionLog(session.name)) as log:
+                        command=policy.command, session_id=session_id)
+    with record as session, \
+            contextlib.closing(DecisionLog(session.name, session_id=session.id)) as log:
         log.record("start", pid=session.pid, agent=session.agent, project=session.project,
                    net=session.net, command=list(session.command))
         try:
@@ -287,16 +289,17 @@ def _caps(policy: Policy) -> str:
 
 
 def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
-        caller: str = "", root_fix: str = "") -> int:
+        caller: str = "", root_fix: str = "", session_id: str | None = None) -> int:
     """Run ``plan`` under ``bwrap`` as session ``name`` (default: the preset's or command's
-    name and a number); return the exit status for the launcher to exit with. ``caller``
+    name and a number) with ``session_id`` (default: a new one); return the exit status
+    for the launcher to exit with. ``caller``
     says who the command runs as when that is not simply the caller (the start line says
     it); ``root_fix`` is the fix for a root caller whose command cannot drop to its uid."""
     if plan.command_uid is not None:
         _check_command_uid(plan, root_fix)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_blocked_signals(plan.shield_terminal_signals))
-        session, log = stack.enter_context(_session(plan, name))
+        session, log = stack.enter_context(_session(plan, name, session_id))
         if not quiet:
             say(f"{session.name}: {plan.policy.project} read-write; network {session.net}; "
                 f"{_caps(plan.policy)}; log and state in {home_relative(state_dir())}"

@@ -1,5 +1,12 @@
 """Running sandboxes by name: one small JSON record each, for ps, stop, log and attach.
 
+Every launch has a readable name and a unique id. Without ``--name``, the name is the
+preset's or command's and a number that counts up per name across launches (``claude-3``:
+the numbers are kept in ``session-numbers.json`` in the state directory), so a name is
+not reused for another run until that file is removed; the id is the name and a random
+suffix (``claude-3.5f0c2a``), unique even for a ``--name`` given to many runs. The log's
+records carry both.
+
 A launch claims its name by creating ``NAME.json`` exclusively (``O_EXCL``) in the sessions
 directory, and removes it when it ends. A launcher killed with SIGKILL leaves its record
 behind: a record is believed only while its pid still runs with the start time it recorded
@@ -13,12 +20,13 @@ else ``~/.local/state/agent-sandbox/sessions``; either way private to the user (
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import stat
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from agent_sandbox._errors import SandboxUnavailable, UsageError
@@ -28,6 +36,8 @@ from agent_sandbox._net.log import state_dir
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 RECORD_MAX = 1 << 16  # a record is a few hundred bytes; the command line is capped below
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+NUMBERS_FILE = "session-numbers.json"
+NUMBERS_KEPT = 512  # names counted; the least recently used is forgotten first
 
 
 class Session(NamedTuple):
@@ -39,6 +49,7 @@ class Session(NamedTuple):
     project: str
     net: str  # none, filtered (N hosts), host
     command: tuple[str, ...]
+    id: str = ""  # the run's own: NAME.SUFFIX (records of older versions have none)
 
     def to_json(self) -> str:
         return json.dumps(self._asdict())
@@ -57,6 +68,11 @@ def check_name(name: str, flag: str = "--name") -> str:
     if not NAME_RE.match(name):
         raise UsageError(f"{flag} {name!r}: a session name is {NAME_RULE}")
     return name
+
+
+def new_id(name: str) -> str:
+    """A run's id: its name and six random hex digits."""
+    return f"{name}.{os.urandom(3).hex()}"
 
 
 def default_base(agent: str, command: Sequence[str]) -> str:
@@ -153,54 +169,110 @@ def running(environ: Mapping[str, str]) -> list[Session]:
 def find(environ: Mapping[str, str], name: str) -> Session:
     live = running(environ)
     for session in live:
-        if session.name == name:
+        if name in (session.name, session.id):
             return session
     known = ", ".join(s.name for s in live) or "none"
     raise UsageError(f"no running session named {name!r} (running: {known})",
                      fix="agent-sandbox ps lists them")
 
 
-def _claim(directory: str, name: str, record: Session) -> bool:
+def _claim(directory: str, name: str, record: Session) -> Session | None:
     """Put ``name``'s record in place, whole and exclusively (written aside, then linked:
-    no one ever reads half a record); False if a live session holds the name."""
+    no one ever reads half a record), with the record's id or a new one for ``name``; None
+    if a live session holds the name."""
+    claimed = record._replace(name=name, id=record.id or new_id(name))
     path = os.path.join(directory, f"{name}.json")
     aside = os.path.join(directory, f".{name}.{record.pid}.tmp")
     fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(record._replace(name=name).to_json())
+        f.write(claimed.to_json())
     try:
         while True:
             try:
                 os.link(aside, path)
-                return True
+                return claimed
             except FileExistsError:
                 if not _stale(directory, name):
-                    return False
+                    return None
     finally:
         os.unlink(aside)
 
 
+def numbered(base: str, take: Callable[[str], bool]) -> str:
+    """``base-N`` for the first N after the last one given out for ``base`` that ``take``
+    accepts (it claims the name); counted in the state directory, under a lock, so two
+    launches never get the same number and a number is not given out again. A counter
+    file that cannot be used (unreadable, garbage) only makes the numbers start over."""
+    path = os.path.join(state_dir(), NUMBERS_FILE)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                     | os.O_NONBLOCK, 0o600)
+    except OSError:
+        fd = -1
+    try:
+        numbers = _numbers(fd)
+        n = numbers.pop(base, 0) + 1
+        while not take(f"{base}-{n}"):
+            n += 1
+        numbers[base] = n  # last: the most recently used
+        if fd != -1:
+            kept = dict(list(numbers.items())[-NUMBERS_KEPT:])
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(kept).encode(), 0)
+        return f"{base}-{n}"
+    finally:
+        if fd != -1:
+            os.close(fd)  # and with it the lock
+
+
+def _numbers(fd: int) -> dict[str, int]:
+    """The counters in ``fd``, locked for this process until it is closed ({} if none)."""
+    if fd == -1:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > RECORD_MAX:
+            return {}
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = json.loads(os.pread(fd, RECORD_MAX, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and type(v) is int and v > 0}
+
+
 @contextlib.contextmanager
 def registered(environ: Mapping[str, str], name: str | None, base: str, *, agent: str,
-               project: str, net: str, command: Sequence[str]) -> Iterator[Session]:
-    """This launch's record, under ``name`` or the first free ``base-N``; removed on exit."""
+               project: str, net: str, command: Sequence[str],
+               session_id: str | None = None) -> Iterator[Session]:
+    """This launch's record, under ``name`` or the next ``base-N``, with ``session_id``
+    (made up if not given); removed on exit."""
     directory = _private_dir(sessions_dir(environ))
     pid = os.getpid()
     record = Session("", pid, _ticks(pid) or 0, time.time(), agent, project, net,
-                     tuple(command))
+                     tuple(command), session_id or "")
+    claimed = None
     if name is not None:
-        if not _claim(directory, name, record):
+        claimed = _claim(directory, name, record)
+        if claimed is None:
             raise UsageError(f"a session named {name!r} is already running",
                              fix="choose another --name, or agent-sandbox stop " + name)
-        chosen = name
     else:
-        chosen = next(f"{base}-{n}" for n in range(1, 100_000)
-                      if _claim(directory, f"{base}-{n}", record))
+        def take(candidate: str) -> bool:
+            nonlocal claimed
+            claimed = _claim(directory, candidate, record)
+            return claimed is not None
+
+        numbered(base, take)
+    assert claimed is not None
     try:
-        yield record._replace(name=chosen)
+        yield claimed
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(directory, f"{chosen}.json"))
+            os.unlink(os.path.join(directory, f"{claimed.name}.json"))
 
 
 def socket_path(environ: Mapping[str, str], name: str) -> str:

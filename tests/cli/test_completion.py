@@ -21,7 +21,7 @@ CASES = [
     (["--agent", ""], PRESETS),
     (["config", "--net", ""], ["none", "filtered", "host"]),
     (["completion", ""], ["bash", "zsh", "fish"]),
-    (["log", "--s"], ["--session"]),
+    (["log", "--s"], ["--session", "--since"]),
     (["--ne"], ["--net"]),
 ]
 

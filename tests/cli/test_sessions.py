@@ -197,9 +197,11 @@ def test_detach_attach_detach_and_attach_again(project: Path, senv: dict[str, st
         child.expect(pexpect.EOF)
         child.close()
         _wait_for(lambda: _ps(project, senv) == [])
-        dead = run_cli(["attach", "bg"], cwd=project, env=senv)  # ended: nothing to attach
-        assert dead.returncode == 2
-        assert "no running session named 'bg'" in dead.stderr
+        # Ended: attach shows what it printed, and how it ended.
+        dead = run_cli(["attach", "bg"], cwd=project, env=senv)
+        assert dead.returncode == 0, dead.stderr
+        assert "got one in" in dead.stdout and "got two in" in dead.stdout
+        assert "bg (bg." in dead.stderr and "with status 0" in dead.stderr
     finally:
         run_cli(["stop", "bg"], cwd=project, env=senv)
 
@@ -308,3 +310,133 @@ def test_options_before_a_subcommand_keep_it_a_subcommand(project: Path,
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"agent-sandbox: error: {flag} is an option of a launch, "
                                       f"which {sub} does not take"), done.stderr
+
+
+def _state(senv: dict[str, str]) -> Path:
+    return Path(senv["HOME"], ".local", "state", "agent-sandbox")
+
+
+def test_a_detached_job_that_ended_before_attach_shows_its_output_and_status(
+        project: Path, senv: dict[str, str]) -> None:
+    """Its output is kept after it ends: attach prints it (colours kept, an OSC 52 clipboard
+    write and a terminal query dropped) and its exit status, and exits with it."""
+    script = ("echo out-line; echo err-line >&2; "
+              "printf '\\033]52;c;ZWNobyBwd25lZA==\\007\\033[21t\\033[31mred\\033[0m\\n'; "
+              "exit 3")
+    done = run_cli(["-q", "--detach", "--name", "job", "--", "sh", "-c", script],
+                   cwd=project, env=senv)
+    assert done.returncode in (0, 3), done.stderr  # 3 if it ended before detach returned
+    _wait_for(lambda: _ps(project, senv) == [])
+    shown = run_cli(["attach", "job"], cwd=project, env=senv)
+    assert shown.returncode == 3, shown.stderr
+    assert shown.stdout == "out-line\nerr-line\n\x1b[31mred\x1b[0m\n"
+    assert "job (job." in shown.stderr and "with status 3" in shown.stderr
+    # By its id too; and ps does not list it.
+    [meta] = (_state(senv) / "scrollback").glob("job.*.json")
+    by_id = run_cli(["attach", meta.stem], cwd=project, env=senv)
+    assert by_id.returncode == 3 and by_id.stdout == shown.stdout
+    # The control: a name that never ran is still an error.
+    assert run_cli(["attach", "never"], cwd=project, env=senv).returncode == 2
+
+
+def test_a_detached_jobs_kept_output_is_bounded(project: Path, senv: dict[str, str]) -> None:
+    """3 MiB printed: at most 2 MiB on disk, attach shows the last MiB (ending with the last
+    line, without the first)."""
+    script = "i=0; while [ $i -lt 3000 ]; do printf 'line %04d %01000d\\n' $i 0; i=$((i+1)); done"
+    done = run_cli(["-q", "--detach", "--name", "big", "--", "sh", "-c", script],
+                   cwd=project, env=senv)
+    assert done.returncode == 0, done.stderr
+    _wait_for(lambda: _ps(project, senv) == [], timeout=60)
+    kept = sum(f.stat().st_size for f in (_state(senv) / "scrollback").glob("big.*.out*"))
+    assert 1 << 20 <= kept <= 2 << 20
+    shown = run_cli(["attach", "big"], cwd=project, env=senv)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[-1].startswith("line 2999 ") and "line 0000" not in shown.stdout
+    assert 0.95 * (1 << 20) < len(shown.stdout) <= (1 << 20) + 2
+
+
+def test_each_run_has_its_own_id_and_a_name_is_not_reused(project: Path,
+                                                          senv: dict[str, str]) -> None:
+    """Two runs of the same command get two names (true-1, true-2) and two ids; two runs
+    given the same --name get two ids, and log --session NAME shows only the latest,
+    log --session ID either one."""
+    for _ in range(2):
+        assert run_cli(["-q", "--", "true"], cwd=project, env=senv).returncode == 0
+    for status in (4, 5):
+        run_cli(["-q", "--name", "same", "--", "sh", "-c", f"exit {status}"], cwd=project,
+                env=senv)
+    starts = [r for r in _log(project, senv) if r["decision"] == "start"]
+    assert [r["session"] for r in starts] == ["true-1", "true-2", "same", "same"]
+    ids = [str(r["id"]) for r in starts]
+    assert len(set(ids)) == 4 and all(i.startswith(f"{r['session']}.")
+                                      for i, r in zip(ids, starts, strict=True))
+    latest = run_cli(["log", "--json", "--session", "same"], cwd=project, env=senv)
+    records = [json.loads(line) for line in latest.stdout.splitlines()]
+    assert {r["id"] for r in records} == {ids[3]}
+    assert [r.get("status") for r in records if r["decision"] == "exit"] == [5]
+    assert f"same: 2 runs had this name; shown: the latest ({ids[3]})" in latest.stderr
+    assert ids[2] in latest.stderr
+    first = _log(project, senv, "--session", ids[2])
+    assert [r.get("status") for r in first if r["decision"] == "exit"] == [4]
+    assert _log(project, senv, "--session", "true-1") == [
+        r for r in _log(project, senv) if r["id"] == ids[0]]
+
+
+def test_log_filters_by_time_and_verdict(project: Path, senv: dict[str, str]) -> None:
+    state = _state(senv)
+    state.mkdir(parents=True)
+    now = time.time()
+    old = [{"time": now - 7200, "session": "a", "id": "a.1", "decision": "start"},
+           {"time": now - 7100, "session": "a", "id": "a.1", "decision": "deny", "host": "x"}]
+    (state / "decisions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    fetch = ("import urllib.request\n"
+             "try: urllib.request.urlopen('http://denied.example/')\n"
+             "except Exception as e: print(e)\n")
+    run_cli(["-q", "--name", "net", "--allow", "allowed.example", "--", "python3", "-c",
+             fetch], cwd=project, env=senv)
+    assert [r["decision"] for r in _log(project, senv, "--since", "30m")] == \
+        ["start", "deny", "exit"]
+    assert [(r["session"], r["host"]) for r in _log(project, senv, "--verdict", "deny")] == \
+        [("a", "x"), ("net", "denied.example")]
+    assert [r["session"] for r in _log(project, senv, "--verdict", "deny", "--since", "3h")] \
+        == ["a", "net"]
+    today = time.strftime("%Y-%m-%d", time.localtime(now - 7200))
+    assert len(_log(project, senv, "--since", today)) == 5
+    assert _log(project, senv, "--verdict", "allow") == []
+    assert _log(project, senv, "--session", "a", "--since", "1h") == []  # known, none since
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--since", "yesterday"], "--since 'yesterday': expected a duration ago (90, 30m, 2h, "
+                               "7d) or a local time (2025-06-01, 2025-06-01T14:30, 14:30"),
+    (["--since", "0"], "--since '0': expected a duration ago"),
+    (["--verdict", "maybe"], "argument --verdict: invalid choice: 'maybe' (choose from "
+                             "'allow', 'deny')"),
+])
+def test_log_bad_filters_say_what_is_allowed(project: Path, senv: dict[str, str],
+                                             args: list[str], needle: str) -> None:
+    done = run_cli(["log", *args], cwd=project, env=senv)
+    assert done.returncode == 2 and needle in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_log_reads_the_rotated_file_and_the_current_one(project: Path,
+                                                        senv: dict[str, str]) -> None:
+    """A launch that finds the log over 8 MiB moves it to decisions.jsonl.1 (one old file,
+    replacing the previous one); log shows both, in time order."""
+    from agent_sandbox._net.log import ROTATE_AT
+
+    state = _state(senv)
+    state.mkdir(parents=True)
+    (state / "decisions.jsonl.1").write_text(json.dumps(
+        {"time": 1.0, "session": "ancient", "id": "ancient.1", "decision": "start"}) + "\n")
+    filler = json.dumps({"time": 2.0, "session": "old", "decision": "allow", "pad": "x" * 100})
+    (state / "decisions.jsonl").write_text((filler + "\n") * (ROTATE_AT // 120 + 10))
+    run_cli(["-q", "--name", "new", "--", "true"], cwd=project, env=senv)
+    assert sorted(p.name for p in state.glob("decisions.jsonl*")) == [
+        "decisions.jsonl", "decisions.jsonl.1"]  # ancient's file was replaced
+    assert (state / "decisions.jsonl.1").stat().st_size > ROTATE_AT
+    sessions = [r["session"] for r in _log(project, senv)]
+    assert sessions[0] == "old" and sessions[-2:] == ["new", "new"]
+    assert "ancient" not in sessions

@@ -303,3 +303,20 @@ def test_the_log_is_rotated_when_a_launch_finds_it_large(tmp_path: Path) -> None
     DecisionLog("next", str(path)).close()
     assert (tmp_path / "log.jsonl.1").stat().st_size > ROTATE_AT
     assert path.stat().st_size == 0
+
+
+def test_two_launches_that_found_the_log_large_rotate_it_once(tmp_path: Path) -> None:
+    """Both opened the large file; the second to rotate finds the path is a new file and
+    appends to it, instead of moving it over the old log (which would lose the old log)."""
+    from agent_sandbox._net.log import ROTATE_AT, _open_append, _rotated
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"{}\n" * (ROTATE_AT // 3 + 1))
+    first, second = _open_append(str(path)), _open_append(str(path))
+    fd = _rotated(str(path), first)
+    os.write(fd, b'{"time": 1}\n')
+    os.close(fd)
+    fd = _rotated(str(path), second)
+    os.close(fd)
+    assert (tmp_path / "log.jsonl.1").stat().st_size > ROTATE_AT
+    assert path.read_bytes() == b'{"time": 1}\n'
