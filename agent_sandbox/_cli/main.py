@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agent_sandbox import __version__
-from agent_sandbox._cli.parser import _parser
+from agent_sandbox._cli.parser import RECORD_VARIABLE, _parser
 from agent_sandbox._errors import SandboxError, UsageError
 from agent_sandbox._say import home_relative, say
 
@@ -171,8 +171,6 @@ SUBCOMMANDS = {
 }
 
 
-# Set by --detach for the launch it starts under dtach: the session id to record it as.
-RECORD_VARIABLE = "_AGENT_SANDBOX_RECORD"
 # -q and -v may come before any subcommand (``agent-sandbox -q ps``, ``-qv``); the launch's
 # other options before ``config`` and ``explain`` only, which take them.
 _GLOBAL_FLAG = re.compile(r"--quiet|--verbose|-[qv]+")

@@ -33,6 +33,11 @@ examples:
 """
 
 
+# Not an option: set by --detach for the launch it starts under dtach, the session id to
+# record that launch's output as (``_run.scrollback``).
+RECORD_VARIABLE = "_AGENT_SANDBOX_RECORD"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         say(f"error: {message}")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent_sandbox._cli.parser import subcommand_parser
+from agent_sandbox._cli.parser import RECORD_VARIABLE, subcommand_parser
 from agent_sandbox._errors import SandboxUnavailable, UsageError
 from agent_sandbox._run.sessions import (
     Session,
@@ -308,8 +308,6 @@ def free_name(environ: Mapping[str, str], base: str) -> str:
 def detach(launcher: Sequence[str], name: str) -> int:
     """Start ``launcher`` (this launch without --detach, with --name) on a dtach terminal,
     recorded; return once its session is registered."""
-    from agent_sandbox._cli.main import RECORD_VARIABLE
-
     dtach = _dtach()
     sock = socket_path(os.environ, name)
     if len(os.fsencode(sock)) > _SOCKET_MAX:

@@ -86,7 +86,7 @@ def test_since_a_local_time() -> None:
     assert since("2025-06-01T14:30", now) == datetime.datetime(2025, 6, 1, 14, 30).timestamp()
     assert since("14:30", now) == datetime.datetime(2025, 6, 1, 14, 30).timestamp()
     assert since("2025-06-01 14:30:00+00:00", now) == datetime.datetime(
-        2025, 6, 1, 14, 30, tzinfo=datetime.timezone.utc).timestamp()
+        2025, 6, 1, 14, 30, tzinfo=datetime.UTC).timestamp()
 
 
 @pytest.mark.parametrize("raw", ["yesterday", "", "-5m", "0", "25:00", "2025-13-01"])
