@@ -100,9 +100,16 @@ def shown(host: str, refused: Refusals, group_of: GroupOf = _no_group) -> Shown:
     return Shown(host, refused.count, fix, why)
 
 
+HOST_SHOWN = 80  # characters of a host name in the summary line (it stays one line)
+
+
 def describe(item: Shown) -> str:
-    """``host x3 (why: fix)``: one host of the summary line."""
-    host = item.host if len(item.host) <= 80 else item.host[:80] + "..."  # bounded
+    """``host x3 (why: fix)``: one host of the summary line. A name too long to show whole
+    gets no flag (a flag with the name cut would not be the fix): the log has it."""
+    long = len(item.host) > HOST_SHOWN
+    host = item.host[:HOST_SHOWN] + "..." if long else item.host
     count = f" x{item.times}" if item.times > 1 else ""
-    inner = ": ".join(part for part in (item.why[:120], item.fix) if part)
+    fix = "the name is cut here: agent-sandbox log --verdict deny shows it" if long and \
+        item.fix else item.fix
+    inner = ": ".join(part for part in (item.why[:120], fix) if part)
     return f"{host}{count} ({inner})"

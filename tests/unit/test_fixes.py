@@ -96,7 +96,9 @@ def test_the_summary_part_says_why_when_it_is_not_just_unlisted() -> None:
     # A fixable refusal of the same host wins: its flags are printed.
     assert describe(shown("c.test", _refused((443, NO_FLAG, "sni"), (8443, ALLOW, "")))) == \
         "c.test x2 (--allow c.test:8443)"
-    assert describe(shown("x" * 200, _refused((443, ALLOW, "")))).startswith("x" * 80 + "...")
+    long = ".".join(["x" * 60] * 3) + ".test"
+    assert describe(shown(long, _refused((443, ALLOW, "")))) == \
+        long[:80] + "... (the name is cut here: agent-sandbox log --verdict deny shows it)"
 
 
 def test_the_ports_kept_per_host_are_bounded() -> None:
