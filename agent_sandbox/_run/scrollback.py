@@ -12,7 +12,10 @@ are removed when a detached session starts.
 
 What was recorded is the command's own output, escape sequences included; printed after the
 fact it goes through :func:`terminal_safe`, which keeps colours and drops everything else a
-terminal would act on (titles, clipboard writes, queries, cursor movement).
+terminal would act on (titles, clipboard writes, queries, cursor movement, modes). Not the
+terminal firewall's filter (``_run.ttyfilter``): that one keeps what a TUI needs live, modes
+included, and replayed out of context from the middle of a session a mode switched on and
+never off there (mouse reporting, the alternate screen) would stay on in your terminal.
 """
 
 from __future__ import annotations
