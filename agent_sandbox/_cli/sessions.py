@@ -239,10 +239,10 @@ def log(argv: Sequence[str]) -> int:
         for record in records:
             if selection.wanted(record):
                 print(show(record))
-        if len(selection.runs) > 1:
+        others = [r for r in selection.runs[:-1] if r][-3:]
+        if others:
             say(f"{args.session}: {len(selection.runs)} runs had this name; shown: the latest"
-                f" ({selection.run or 'no id'}); another: log --session ID "
-                f"({', '.join(r for r in selection.runs[:-1][-3:] if r)})")
+                f" ({selection.run or 'no id'}); another: log --session ID ({', '.join(others)})")
         while args.follow:  # until ^C
             sys.stdout.flush()
             lines = stream.readlines() if stream else []
@@ -319,6 +319,9 @@ def detach(launcher: Sequence[str], name: str) -> int:
                          fix=f"choose another --name, or agent-sandbox stop {name}")
     if os.path.exists(sock):
         os.unlink(sock)  # its dtach is gone with its session
+    from agent_sandbox._run.scrollback import private_dir
+
+    private_dir()  # refused here, in the caller's terminal, rather than in the session's
     session_id = new_id(name)
     environ = {**os.environ, RECORD_VARIABLE: session_id}
     pid = os.posix_spawn(dtach, [dtach, "-n", sock, *launcher], environ)

@@ -21,7 +21,6 @@ never off there (mouse reporting, the alternate screen) would stay on in your te
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -36,6 +35,7 @@ import tty
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from agent_sandbox._errors import SandboxUnavailable
 from agent_sandbox._files import read_regular
 from agent_sandbox._net.log import state_dir
 
@@ -60,11 +60,19 @@ def scrollback_dir() -> str:
     return os.path.join(state_dir(), "scrollback")
 
 
-def _private(directory: str) -> str:
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    st = os.lstat(directory)
+def private_dir() -> str:
+    """The scrollback directory, made if missing; refused unless it is a real directory
+    only this user can use (what sessions printed may hold secrets)."""
+    directory = scrollback_dir()
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        st = os.lstat(directory)
+    except OSError as e:
+        raise SandboxUnavailable(f"cannot make {directory}: {e.strerror}") from None
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise OSError(errno.EPERM, f"{directory} is not a directory private to you")
+        raise SandboxUnavailable(f"{directory}, where detached sessions' output is kept, is "
+                                 "not a directory private to you",
+                                 fix=f"remove {directory} if it is not yours")
     return directory
 
 
@@ -182,7 +190,7 @@ def recorded(session_id: str) -> int | None:
     """Start recording session ``session_id`` (its name, and a suffix): fork; the child
     (None returned) goes on to launch on a new terminal; this process relays and records
     until that terminal closes, and returns the child's exit status."""
-    directory = _private(scrollback_dir())
+    directory = private_dir()
     _prune(directory)
     started = time.time()
     meta = Ended(session_id, session_id.rsplit(".", 1)[0], started, None, None)

@@ -440,3 +440,19 @@ def test_log_reads_the_rotated_file_and_the_current_one(project: Path,
     sessions = [r["session"] for r in _log(project, senv)]
     assert sessions[0] == "old" and sessions[-2:] == ["new", "new"]
     assert "ancient" not in sessions
+
+
+def test_a_scrollback_directory_others_can_read_is_refused(project: Path,
+                                                           senv: dict[str, str]) -> None:
+    """What sessions printed may hold secrets: --detach refuses, in the caller's terminal,
+    to keep it where others could read it, and starts nothing."""
+    scrollback = _state(senv) / "scrollback"
+    scrollback.mkdir(parents=True)
+    scrollback.chmod(0o755)
+    done = run_cli(["--detach", "--name", "x", "--", "touch", "started"], cwd=project,
+                   env=senv)
+    assert done.returncode == 125, done.stderr
+    assert f"{scrollback}, where detached sessions' output is kept, is not a directory " \
+           "private to you" in done.stderr
+    assert f"fix: remove {scrollback} if it is not yours" in done.stderr
+    assert _ps(project, senv) == [] and not (project / "started").exists()
