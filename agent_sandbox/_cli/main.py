@@ -25,11 +25,10 @@ if TYPE_CHECKING:
     from agent_sandbox._policy.limits import CgroupWay
     from agent_sandbox._policy.values import Policy
 
-FLAG_KEYS = ("net", "allow", "allow_private", "resolve", "forward_host", "publish", "ro", "rw",
-             "hide", "env", "allow_nested_userns", "gpu", "best_effort", "memory", "pids",
-             "cpus", "timeout", "nofile", "nproc", "fsize", "home_size", "agent_home_size",
-             "tmp_size", "tmp_on_disk",
-             "git_token_file",
+FLAG_KEYS = ("net", "terminal", "allow", "allow_private", "resolve", "forward_host",
+             "publish", "ro", "rw", "hide", "env", "allow_nested_userns", "gpu",
+             "best_effort", "memory", "pids", "cpus", "timeout", "nofile", "nproc", "fsize",
+             "home_size", "agent_home_size", "tmp_size", "tmp_on_disk", "git_token_file",
              "root_stays_root", "show_command_install")
 
 
@@ -360,9 +359,14 @@ def _run(argv: Sequence[str] | None) -> int:
 
         root_fix = ("run agent-sandbox as an ordinary user, or let the command keep host uid "
                     f"0 (weaker): agent-sandbox --root-stays-root {shlex.join(argv)}")
+    raw = s.get("terminal") == "raw"
+    if raw:
+        say(f"warning: terminal raw ({settings['terminal'].source}): escape sequences the "
+            "command writes reach your terminal unfiltered: it can set your clipboard "
+            "(OSC 52) and make some terminals type into your input")
     return run(plan, bwrap, quiet=args.quiet, name=args.name,
                caller=_who(identity, policy, sudo_user), root_fix=root_fix,
-               session_id=session_id)
+               session_id=session_id, terminal_filtered=not raw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

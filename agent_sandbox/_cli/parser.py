@@ -66,6 +66,11 @@ def _parser() -> _Parser:
                    help="network: none (loopback only; the default without --allow), "
                    "filtered (only --allow'ed hosts; the default with --allow), host (the "
                    "host's network, with a warning)")
+    p.add_argument("--terminal", choices=["filtered", "raw"], default=None,
+                   help="with your terminal: the command gets its own, relayed through a "
+                   "filter that drops the escape sequences acting beyond the screen "
+                   "(clipboard writes, title reports...): filtered (the default), or raw "
+                   "(everything passes, with a warning)")
     p.add_argument("--allow", action="append", default=[], metavar="HOST[:PORT]",
                    help="with --net filtered: allow HOST (*.DOMAIN for subdomains) on ports "
                    "443 and 80, or on PORT (repeatable)")

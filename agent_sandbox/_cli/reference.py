@@ -26,6 +26,8 @@ def _kind(key: str, metavar: str = "") -> str:
         return f"{metavar}, an absolute path or ~/PATH"
     if key == "net":
         return " | ".join(reversed(_config.NET_ORDER))
+    if key == "terminal":
+        return " | ".join(_config.TERMINAL_MODES)
     return f"{metavar}, a string or a number" if metavar else "a string or a number"
 
 
@@ -45,7 +47,7 @@ def _defaults() -> dict[str, str]:
         DEFAULT_TMP_SIZE,
     )
 
-    return {"net": "none; filtered when an allow-list is given",
+    return {"net": "none; filtered when an allow-list is given", "terminal": "filtered",
             "memory": "half the RAM where cgroup v2 is usable (else not capped, said at "
                       "launch); none: no cap",
             "pids": f"{DEFAULT_PIDS} where cgroup v2 is usable; none: no cap",

@@ -32,7 +32,8 @@ PATH_KEYS = ("git_token_file",)
 LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "nproc", "fsize", "home_size",
               "agent_home_size", "tmp_size")
 NET_ORDER = ("host", "filtered", "none")  # each stricter than the one before
-KEYS = ("net", *LIST_KEYS, *BOOL_KEYS, *LIMIT_KEYS, *PATH_KEYS)
+TERMINAL_MODES = ("filtered", "raw")
+KEYS = ("net", "terminal", *LIST_KEYS, *BOOL_KEYS, *LIMIT_KEYS, *PATH_KEYS)
 # What the project file may say: only what tightens.
 PROJECT_KEYS = ("net", "hide", "drop_allow", "protect", *LIMIT_KEYS)
 
@@ -150,6 +151,8 @@ def _normalise(key: str, value: Any, where: str, base: str | None = None) -> Any
         return _path(text, where, None)
     if key == "net" and text not in NET_ORDER:
         raise UsageError(f"{where}: net must be one of none, filtered, host (not {text!r})")
+    if key == "terminal" and text not in TERMINAL_MODES:
+        raise UsageError(f"{where}: terminal must be filtered or raw (not {text!r})")
     _check_item(key, text, where)
     return text
 

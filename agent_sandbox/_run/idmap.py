@@ -201,6 +201,9 @@ class Spawn(NamedTuple):
     keep: tuple[int, ...]  # fds kept at their number
     close: tuple[int, ...]  # everything else open
     default_signals: tuple[int, ...]
+    # The pty that becomes the new session's controlling terminal, and the standard fds
+    # it is (``_run.terminal``), or None: a new session without one.
+    tty: tuple[str, tuple[int, ...]] | None = None
 
 
 def spawn_as_command_uid(spawn: Spawn, staged: Sequence[Staged]) -> int:
@@ -219,6 +222,14 @@ def spawn_as_command_uid(spawn: Spawn, staged: Sequence[Staged]) -> int:
         try:
             os.close(error_r)
             libc = _libc()
+            os.setsid()
+            if spawn.tty is not None:  # opened before the uid drop: root's pty
+                path, fds = spawn.tty
+                tty_fd = os.open(path, os.O_RDWR)
+                for fd in fds:
+                    os.dup2(tty_fd, fd)
+                if tty_fd not in fds:
+                    os.close(tty_fd)
             _stage(libc, staged)
             for fd, number in spawn.moves:
                 os.dup2(fd, number)

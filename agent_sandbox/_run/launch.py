@@ -6,11 +6,16 @@ bwrap exits -> remove the work dir. The exit status is the command's (bwrap repo
 for a signal death); a launcher killed by a signal never leaves the command behind
 (``--die-with-parent``) and the next launch reaps the work dir.
 
+bwrap starts in a session of its own: with the user's terminal, on a pty the launcher
+relays (``_run.terminal``: the command never reaches the user's terminal, and what it
+writes there passes the terminal firewall); without one, with no controlling terminal.
+
 Signals: the launcher blocks the ones it handles and takes them with ``sigwaitinfo`` (no
-handler races). SIGINT and SIGQUIT typed at the terminal reach the command directly (same
-foreground process group; no ``--new-session``, so job control and resizes keep working),
-so the launcher only forwards them when another process sent them. SIGTERM and SIGHUP are
-forwarded to the command; if the sandbox is still there after a grace period, it is killed.
+handler races). A ^C or ^\\ the user's terminal turned into a signal is typed into the
+command's pty (or, with no pty, sent to the command); one another process sent is passed
+on. A resize is passed to the pty, ^Z suspends the session (``Relay.suspend``). SIGTERM
+and SIGHUP are forwarded to the command; if the sandbox is still there after a grace
+period, it is killed.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from agent_sandbox._run.janitor import (
     remove_placeholders,
 )
 from agent_sandbox._run.sessions import Session, default_base, registered
+from agent_sandbox._run.terminal import Relay, relayed
 from agent_sandbox._run.workdir import placeholder_sources, work_dir
 from agent_sandbox._say import home_relative, human_size, say
 from agent_sandbox._seccomp.cache import seccomp_program
@@ -69,17 +75,19 @@ _TERMINAL = (signal.SIGINT, signal.SIGQUIT)
 _ENDING = (signal.SIGTERM, signal.SIGHUP)
 _FORWARDED = (*_TERMINAL, *_ENDING)
 _WAITED = frozenset({*_FORWARDED, signal.SIGCHLD})
+_RELAYED = frozenset({signal.SIGWINCH, signal.SIGTSTP})  # with a pty: resizes, ^Z
 # Dispositions Python changes at startup that a child must not inherit.
 _RESET_TO_DEFAULT = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 @contextlib.contextmanager
-def _blocked_signals(ignore_terminal: bool) -> Iterator[None]:
+def _blocked_signals(ignore_terminal: bool, relay: bool) -> Iterator[None]:
     """Block what ``_supervise`` waits for; optionally ignore ^C/^\\ so bwrap inherits that.
 
     A signal that is blocked is queued even when ignored, so ``sigwaitinfo`` still sees it.
     """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED | (_RELAYED if relay
+                                                                   else frozenset()))
     saved = {}
     if ignore_terminal:
         for signo in _TERMINAL:
@@ -95,10 +103,12 @@ def _blocked_signals(ignore_terminal: bool) -> Iterator[None]:
 def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int, ...],
            keep_ignored: bool, prefix: tuple[str, ...] = (),
            moves: tuple[tuple[int, int], ...] = (),
-           staged: tuple[Staged, ...] | None = None) -> int:
-    """Start bwrap with a clean signal state and only stdio plus ``keep_fds`` open, and each
-    ``(fd, number)`` of ``moves`` open as ``number``: by posix_spawn, or, with ``staged``
-    (a root caller), by a child that attaches them idmapped and drops to the command uid.
+           staged: tuple[Staged, ...] | None = None, relay: Relay | None = None) -> int:
+    """Start bwrap in a new session with a clean signal state and only stdio plus
+    ``keep_fds`` open, and each ``(fd, number)`` of ``moves`` open as ``number``: by
+    posix_spawn, or, with ``staged`` (a root caller), by a child that attaches them
+    idmapped and drops to the command uid. With ``relay``, its pty is the session's
+    controlling terminal and the standard fds that were the user's terminal.
 
     With ``keep_ignored``, SIGINT and SIGQUIT stay ignored in bwrap (the plan's command
     prefix restores them for the command).
@@ -110,18 +120,24 @@ def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int
     default_signals = (*(_ENDING if keep_ignored else _FORWARDED), *_RESET_TO_DEFAULT)
     # A prefix (systemd-run for a limited cgroup scope) execs bwrap in turn, same pid.
     argv = [*prefix, bwrap, *args]
+    tty = (relay.slave_path, relay.ttys) if relay is not None else None
     if staged is not None:
         from agent_sandbox._run.idmap import Spawn, spawn_as_command_uid
 
-        return spawn_as_command_uid(Spawn(argv, env, moves, keep_fds, close, default_signals),
-                                    staged)
+        return spawn_as_command_uid(Spawn(argv, env, moves, keep_fds, close, default_signals,
+                                          tty), staged)
     for fd in keep_fds:
         os.set_inheritable(fd, True)
-    actions: list[tuple[int, int] | tuple[int, int, int]] = [
-        (os.POSIX_SPAWN_DUP2, fd, number) for fd, number in moves]
+    actions: list[tuple[int, int] | tuple[int, int, int] | tuple[int, int, str, int, int]] = []
+    if tty is not None:
+        # Opened after the setsid, without O_NOCTTY: it becomes the controlling terminal.
+        path, fds = tty
+        actions.append((os.POSIX_SPAWN_OPEN, fds[0], path, os.O_RDWR, 0))
+        actions += [(os.POSIX_SPAWN_DUP2, fds[0], fd) for fd in fds[1:]]
+    actions += [(os.POSIX_SPAWN_DUP2, fd, number) for fd, number in moves]
     actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
     return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsigmask=(),
-                          setsigdef=default_signals)
+                          setsigdef=default_signals, setsid=True)
 
 
 def _shell_fd(fd: int, taken: list[int]) -> int:
@@ -163,12 +179,14 @@ def _signal_command(init_pid: int, signo: int) -> None:
             os.kill(pid, signo)
 
 
-def _supervise(bwrap_pid: int, init_pid: int, timeout: float | None) -> tuple[int, bool]:
+def _supervise(bwrap_pid: int, init_pid: int, timeout: float | None,
+               relay: Relay | None) -> tuple[int, bool]:
     """Wait for bwrap, passing signals on; returns its status and whether ``timeout`` hit.
 
     SIGTERM/SIGHUP (or the timeout) go to the command; if it is still there after the grace
     period, SIGKILL to the sandbox's pid 1 takes the whole pid namespace.
     """
+    waited = _WAITED | _RELAYED if relay is not None else _WAITED
     timeout_at = time.monotonic() + timeout if timeout else None
     kill_at: float | None = None
     timed_out = False
@@ -178,9 +196,9 @@ def _supervise(bwrap_pid: int, init_pid: int, timeout: float | None) -> tuple[in
             return _exit_status(wait_status), timed_out
         wake = min((t for t in (timeout_at, kill_at) if t is not None), default=None)
         if wake is None:
-            info: signal.struct_siginfo | None = signal.sigwaitinfo(_WAITED)
+            info: signal.struct_siginfo | None = signal.sigwaitinfo(waited)
         else:
-            info = signal.sigtimedwait(_WAITED, max(0.0, wake - time.monotonic()))
+            info = signal.sigtimedwait(waited, max(0.0, wake - time.monotonic()))
         now = time.monotonic()
         if info is None:
             if kill_at is not None and now >= kill_at:
@@ -195,8 +213,15 @@ def _supervise(bwrap_pid: int, init_pid: int, timeout: float | None) -> tuple[in
         signo = info.si_signo
         if signo == signal.SIGCHLD:
             continue
-        if signo in (signal.SIGINT, signal.SIGQUIT) and info.si_code == _SI_KERNEL:
-            continue  # typed at the terminal: the command's process group got it already
+        if relay is not None and signo == signal.SIGWINCH:
+            relay.resize()
+            continue
+        if relay is not None and signo == signal.SIGTSTP:
+            relay.suspend(bwrap_pid)  # bwrap leads its session: its group is its pid
+            continue
+        if relay is not None and signo in _TERMINAL and info.si_code == _SI_KERNEL:
+            relay.interrupt(signo)  # typed at the user's terminal: typed into the pty
+            continue
         _signal_command(init_pid, signo)
         if signo in _ENDING and kill_at is None:
             kill_at = now + GRACE_SECONDS
@@ -288,8 +313,18 @@ def _caps(policy: Policy) -> str:
     return "caps " + ", ".join(caps)
 
 
+def _dropped_line(dropped: dict[str, int]) -> str:
+    kinds = sorted(dropped.items(), key=lambda kv: -kv[1])
+    total = sum(dropped.values())
+    return (f"terminal: dropped {total} escape sequence{'' if total == 1 else 's'} the "
+            "command wrote (they act beyond the screen): "
+            + ", ".join(f"{kind} x{count}" for kind, count in kinds[:6])
+            + (", ..." if len(kinds) > 6 else "") + "; --terminal raw lets them through")
+
+
 def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
-        caller: str = "", root_fix: str = "", session_id: str | None = None) -> int:
+        caller: str = "", root_fix: str = "", session_id: str | None = None,
+        terminal_filtered: bool = True) -> int:
     """Run ``plan`` under ``bwrap`` as session ``name`` (default: the preset's or command's
     name and a number) with ``session_id`` (default: a new one); return the exit status
     for the launcher to exit with. ``caller``
@@ -298,7 +333,10 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
     if plan.command_uid is not None:
         _check_command_uid(plan, root_fix)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_blocked_signals(plan.shield_terminal_signals))
+        relay = stack.enter_context(relayed(terminal_filtered))
+        if relay is not None and plan.command_uid is not None:
+            relay.give_to(plan.command_uid)
+        stack.enter_context(_blocked_signals(plan.shield_terminal_signals, relay is not None))
         session, log = stack.enter_context(_session(plan, name, session_id))
         if not quiet:
             say(f"{session.name}: {plan.policy.project} read-write; network {session.net}; "
@@ -386,7 +424,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
         try:
             pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
                          keep_ignored=plan.shield_terminal_signals, prefix=plan.bwrap_prefix,
-                         moves=moves, staged=staged)
+                         moves=moves, staged=staged, relay=relay)
         except OSError as e:
             raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None
         except NoUserNamespace:
@@ -397,6 +435,8 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             os.close(status_write)
             os.close(started_write)
             os.close(block_read)
+        if relay is not None:
+            relay.start()  # bwrap's own messages come through it too
         after = None
         if plan.protections:
             from agent_sandbox._run.quarantine import run as quarantine
@@ -442,7 +482,11 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             offline = Attempts(init_pid)
             stack.callback(offline.close)
         os.write(block_write, b"x")
-        status, timed_out = _supervise(pid, init_pid, plan.policy.limits.timeout)
+        status, timed_out = _supervise(pid, init_pid, plan.policy.limits.timeout, relay)
+        if relay is not None:
+            relay.close()  # the user's terminal modes back before anything is said
+            if relay.dropped and not quiet:
+                say(_dropped_line(relay.dropped))
         if home is not None:
             for note in home.save():
                 if not quiet:

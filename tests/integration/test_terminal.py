@@ -103,3 +103,149 @@ def test_an_editor_works_in_the_pty(project: Path, env: Env) -> None:
     child.send(":wq\r")
     assert _close(child) == 0
     assert (project / "notes.txt").read_text() == "hello from vi\n"
+
+
+# The terminal firewall ------------------------------------------------------------------
+
+# Written inside, each must never reach the outer terminal (the pexpect pty here): the
+# clipboard write and query, the reports that type into the input, DCS, APC, the paste end.
+DANGEROUS = {
+    "osc52": r"\033]52;c;ZWNobyBQV05FRAo=\007",
+    "osc52-st": r"\033]52;c;ZWNobyBQV05FRAo=\033\\",
+    "title-report": r"\033[21t",
+    "decrqss": r"\033P$qm\033\\",
+    "apc": r"\033_Gf=100;AAAA\033\\",
+    "paste-end": r"\033[201~",
+    "c1-csi": r"\302\23321t",
+}
+ALLOWED = [r"\033[1;31m", r"\033[?1049h", r"\033[?1049l", r"\033[12;3H", r"\033[?2004h",
+           r"\033[?2004l", r"\033]0;a title\007", r"\033]8;;https://example.test/\033\\",
+           r"\033[6n"]
+
+
+def _raw_spawn(args: list[str], project: Path, env: Env) -> pexpect.spawn:
+    """The launcher in a pty, its output as bytes (what the terminal would get)."""
+    return pexpect.spawn(sys.executable, ["-m", "agent_sandbox", *args], cwd=str(project),
+                         env=env.vars, timeout=20, dimensions=(24, 80))
+
+
+def _writes(where: str, split: bool) -> str:
+    """A shell script writing every sequence to ``where``, each whole or a byte per write,
+    between markers, then the allowed ones."""
+    def put(seq: str) -> str:
+        if not split:
+            return f"printf '{seq}' >{where}; "
+        # printf interprets the escapes once: split the bytes it would write.
+        return (f"printf '{seq}' | python3 -c 'import os,sys,time\n"
+                "for b in sys.stdin.buffer.read(): os.write(1, bytes([b])); time.sleep(0.002)' "
+                f">{where}; ")
+    script = "".join(f"printf '<{name}>' >{where}; {put(seq)}" for name, seq in DANGEROUS.items())
+    script += "printf '<allowed>'; " + "".join(put(seq) for seq in ALLOWED)
+    return script + "printf '<end>'"
+
+
+@pytest.mark.parametrize("where", ["/dev/stdout", "/dev/tty"])
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "split"])
+def test_dangerous_sequences_never_reach_the_terminal(project: Path, env: Env, where: str,
+                                                      split: bool) -> None:
+    child = _raw_spawn(["-q", "--", "sh", "-c", _writes(where, split)], project, env)
+    child.expect(pexpect.EOF)
+    screen = child.before
+    child.close()
+    assert child.exitstatus == 0, screen
+    assert b"<end>" in screen
+    between = screen.split(b"<allowed>")[0]
+    for name in DANGEROUS:
+        assert f"<{name}>".encode() in between
+    assert b"\x1b" not in between and b"\xc2\x9b" not in between, between
+    allowed = screen.split(b"<allowed>")[1]
+    for seq in ALLOWED:
+        raw = seq.encode().decode("unicode_escape").encode("latin-1")
+        raw = raw.replace(b"\\033", b"\x1b")
+        assert raw.replace(b"\x1b\\\\", b"\x1b\\") in allowed, (seq, allowed)
+
+
+def test_the_exit_summary_names_what_was_dropped_and_raw_lets_it_through(
+        project: Path, env: Env) -> None:
+    script = f"printf '{DANGEROUS['osc52']}{DANGEROUS['osc52']}{DANGEROUS['title-report']}'"
+    child = _raw_spawn(["--", "sh", "-c", script], project, env)
+    child.expect(pexpect.EOF)
+    said = child.before
+    child.close()
+    assert b"\x1b]52" not in said
+    line = next(x for x in said.decode().splitlines() if "terminal: dropped" in x)
+    assert "3 escape sequences" in line and "OSC 52 (clipboard) x2" in line
+    assert "CSI 21 t (title report) x1" in line
+    # The control: --terminal raw passes them (announced at launch).
+    child = _raw_spawn(["--terminal", "raw", "--", "sh", "-c", script], project, env)
+    child.expect(pexpect.EOF)
+    said = child.before
+    child.close()
+    assert b"\x1b]52;c;ZWNobyBQV05FRAo=\x07" in said
+    assert b"terminal raw (--terminal): escape sequences" in said
+
+
+def test_a_10_mb_unterminated_osc_costs_bounded_memory_and_the_session_goes_on(
+        project: Path, env: Env) -> None:
+    script = ("python3 -c 'import os\n"
+              "os.write(1, b\"\\x1b]52;c;\")\n"
+              "for _ in range(160): os.write(1, b\"A\" * 65536)\n"
+              "os.write(1, b\"\\x07\")\n"
+              "print(\"AFTER\" \"WARDS\")'")
+    child = _raw_spawn(["-q", "--", "sh", "-c", script + "; sleep 0.5"], project, env)
+    child.expect_exact(b"AFTERWARDS", timeout=60)
+    # The launcher's peak memory, read while it still runs: far below the 10 MB it saw.
+    status = Path(f"/proc/{child.pid}/status").read_text()
+    peak_kb = int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1])
+    child.expect(pexpect.EOF)
+    child.close()
+    assert b"AAAA" not in child.before
+    assert peak_kb < 80_000, peak_kb
+
+
+def _tiocsti_script(rules_minus_tiocsti: bool) -> str:
+    """Python that runs the real launcher on a plan pushing "echo PWNED" into its
+    terminal, optionally with the seccomp rule against TIOCSTI taken out of the plan."""
+    attack = ("import ctypes, os\n"
+              "libc = ctypes.CDLL(None, use_errno=True)\n"
+              "ok = all(libc.ioctl(0, ctypes.c_ulong(0x5412), ctypes.c_char_p(bytes([c]))) "
+              "== 0 for c in b'echo PWN' b'ED\\n')\n"
+              "print('INJ' 'ECTED' if ok else 'REFUSED', flush=True)\n")
+    return (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from tests.plans import plan_for\n"
+        "from agent_sandbox._run.bwrap import find_bwrap\n"
+        "from agent_sandbox._run.launch import run\n"
+        f"plan = plan_for(Path.cwd(), os.environ, ['python3', '-c', {attack!r}])\n"
+        + ("plan = plan._replace(seccomp=tuple(r for r in plan.seccomp "
+           "if 'TIOCSTI' not in r.why))\n" if rules_minus_tiocsti else "")
+        + "sys.exit(run(plan, find_bwrap(os.environ), quiet=True))\n")
+
+
+@pytest.mark.skipif(
+    Path("/proc/sys/dev/tty/legacy_tiocsti").exists()
+    and Path("/proc/sys/dev/tty/legacy_tiocsti").read_text().strip() == "0",
+    reason="this kernel refuses TIOCSTI by itself (dev.tty.legacy_tiocsti=0): no attack",
+)
+def test_with_its_own_terminal_tiocsti_injects_nothing_even_without_the_seccomp_rule(
+        project: Path, env: Env, tmp_path: Path) -> None:
+    """Two layers: the seccomp rule refuses TIOCSTI, and, with the rule taken out, the
+    command's terminal is the relay's pty: what it pushes never reaches the outer shell.
+    (The control, the plan without the rule and without the relay, is
+    test_seccomp.py::test_without_the_filter_tiocsti_does_inject.)"""
+    script = tmp_path / "launch.py"
+    script.write_text(_tiocsti_script(rules_minus_tiocsti=True))
+    repo = Path(__file__).parents[2]
+    shell = pexpect.spawn("bash", ["--norc", "--noprofile", "-i"], cwd=str(project),
+                          env=env.with_(PS1="OUTER> ", PYTHONPATH=str(repo)),
+                          encoding="utf-8", timeout=30)
+    shell.expect_exact("OUTER> ")
+    shell.sendline(f"{sys.executable} {script}")
+    shell.expect_exact("INJECTED")  # the push worked: into the sandbox's own terminal
+    shell.expect_exact("OUTER> ")
+    shell.sendline("echo DONE")
+    shell.expect_exact("DONE\r\n")
+    assert "PWNED" not in shell.before
+    shell.sendline("exit")
+    shell.expect(pexpect.EOF)
