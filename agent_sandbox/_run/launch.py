@@ -59,7 +59,6 @@ from agent_sandbox._run.janitor import (
     remove_placeholders,
 )
 from agent_sandbox._run.sessions import Session, default_base, registered
-from agent_sandbox._run.terminal import Relay, relayed
 from agent_sandbox._run.workdir import placeholder_sources, work_dir
 from agent_sandbox._say import home_relative, human_size, say
 from agent_sandbox._seccomp.cache import seccomp_program
@@ -68,6 +67,7 @@ if TYPE_CHECKING:
     from agent_sandbox._policy.values import Policy
     from agent_sandbox._run.idmap import Staged
     from agent_sandbox._run.quarantine import Item
+    from agent_sandbox._run.terminal import Relay
 
 GRACE_SECONDS = 5.0
 _SI_KERNEL = 0x80  # si_code of a signal the kernel raised (e.g. the terminal's ^C)
@@ -313,6 +313,20 @@ def _caps(policy: Policy) -> str:
     return "caps " + ", ".join(caps)
 
 
+def _relay(stack: contextlib.ExitStack, filtered: bool, uid: int | None) -> Relay | None:
+    """The command's own terminal when the launcher has one (imported only then)."""
+    ttys = tuple(fd for fd in (0, 1, 2) if os.isatty(fd))
+    if not ttys:
+        return None
+    from agent_sandbox._run.terminal import Relay
+
+    relay = Relay(ttys, filtered)
+    stack.callback(relay.close)
+    if uid is not None:
+        relay.give_to(uid)
+    return relay
+
+
 def _dropped_line(dropped: dict[str, int]) -> str:
     kinds = sorted(dropped.items(), key=lambda kv: -kv[1])
     total = sum(dropped.values())
@@ -333,9 +347,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
     if plan.command_uid is not None:
         _check_command_uid(plan, root_fix)
     with contextlib.ExitStack() as stack:
-        relay = stack.enter_context(relayed(terminal_filtered))
-        if relay is not None and plan.command_uid is not None:
-            relay.give_to(plan.command_uid)
+        relay = _relay(stack, terminal_filtered, plan.command_uid)
         stack.enter_context(_blocked_signals(plan.shield_terminal_signals, relay is not None))
         session, log = stack.enter_context(_session(plan, name, session_id))
         if not quiet:

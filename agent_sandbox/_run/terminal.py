@@ -29,17 +29,11 @@ import signal
 import termios
 import threading
 import tty
-from collections.abc import Iterator
 
 from agent_sandbox._run.ttyfilter import OutputFilter
 
 _CHUNK = 65536
 _DRAIN_SECONDS = 2.0  # after the sandbox ended: the output still in the pty
-
-
-def user_terminal() -> tuple[int, ...]:
-    """The standard fds that are a terminal (the relay is wanted when there is one)."""
-    return tuple(fd for fd in (0, 1, 2) if os.isatty(fd))
 
 
 class Relay:
@@ -222,17 +216,3 @@ def _write_all(fd: int, data: bytes) -> None:
             select.select([], [fd], [])
         except OSError:
             return  # the terminal is gone: nothing left to show
-
-
-@contextlib.contextmanager
-def relayed(filtered: bool) -> Iterator[Relay | None]:
-    """A Relay when the launcher has a terminal, else None; closed at the end."""
-    ttys = user_terminal()
-    if not ttys:
-        yield None
-        return
-    relay = Relay(ttys, filtered)
-    try:
-        yield relay
-    finally:
-        relay.close()
