@@ -44,6 +44,8 @@ RESOLV_FD = Placeholder("RESOLV_FD")  # the sandbox's /etc/resolv.conf
 PLACEHOLDER_SOURCES = {kind: Placeholder(f"PLACEHOLDER_{kind.upper()}")
                        for kind in ("dir", "file", "json", "mcp", "commondir")}
 GIT_EXCLUDES_FD = Placeholder("GIT_EXCLUDES_FD")  # git ignore patterns for the placeholders
+GIT_COPIES = Placeholder("GIT_COPIES")  # the writable copies of git configs (_run.gitcopy)
+GIT_COPIES_INSIDE = "/run/agent-sandbox/git"
 GIT_EXCLUDES = "/run/agent-sandbox/git-excludes"
 GIT_TOKEN = "/run/agent-sandbox/git-token"
 GIT_TOKEN_HELPER = ('!f() { test "$1" = get || exit 0; echo username=x-access-token; '
@@ -62,6 +64,9 @@ class Op(NamedTuple):
 
     words: tuple[Word, ...]
     why: str = ""
+    # "copies": only when the git config copies' links are mounted (``_run.mountns``);
+    # "no-copies": only when they cannot be; "": always.
+    when: str = ""
 
     def text(self) -> str:
         """The option and its arguments, shell-quoted (placeholders as ``$NAME``)."""
@@ -173,14 +178,22 @@ class Plan(NamedTuple):
     def reports_start(self) -> bool:
         return bool(self.starter)
 
+    @property
+    def config_copies(self) -> tuple[str, ...]:
+        """The git configs writable inside as copies (``_run.gitcopy``), in order."""
+        return tuple(p.path for p in self.protections if p.mode == "copy")
+
     def bwrap_args(self, values: Mapping[Placeholder, str],
-                   renamed: Mapping[str, str] | None = None) -> list[str]:
+                   renamed: Mapping[str, str] | None = None,
+                   copies: bool = False) -> list[str]:
         """The bwrap options and command, with the launcher's values filled in, and each
         bind source in ``renamed`` (the staged sources of a root caller) under its new
-        name."""
+        name; ``copies``: the git config copies' links are mounted."""
         args: list[str] = []
         for section in self.sections:
             for op in section.ops:
+                if op.when and (op.when == "copies") != copies:
+                    continue
                 words = [values[w] if isinstance(w, Placeholder) else w for w in op.words]
                 if renamed and words[0] in _BINDS and words[1] in renamed:
                     words[1] = renamed[words[1]]
@@ -199,7 +212,8 @@ class Plan(NamedTuple):
         for section in self.sections:
             lines.append(f"# {section.title}")
             for op in section.ops:
-                lines.append(f"  {op.text()}" + (f"    # {op.why}" if op.why else ""))
+                why = op.why + _WHEN.get(op.when, "")
+                lines.append(f"  {op.text()}" + (f"    # {why}" if why else ""))
         lines.append("# command")
         lines.append("  --")
         if self.starter:
@@ -221,6 +235,10 @@ class Plan(NamedTuple):
 
 
 _BINDS = ("--bind", "--ro-bind")
+
+
+_WHEN = {"copies": " (when the copies' links are mounted)",
+         "no-copies": " (when they cannot be: then git config is read-only inside)"}
 
 
 def _quote(word: Word) -> str:
@@ -383,9 +401,15 @@ def _protection_ops(protections: tuple[Protection, ...], binds: list[Mount]) -> 
                           f"protected: {p.why}"))
         elif p.mode == "ro":
             ops.append(Op(("--ro-bind", p.path, p.path), f"protected: {p.why}"))
+        elif p.mode == "copy":
+            ops.append(Op(("--ro-bind", p.path, p.path), f"protected: {p.why}", "no-copies"))
         elif p.mode == "placeholder":
             ops.append(Op(("--ro-bind", PLACEHOLDER_SOURCES[p.kind], p.path),
                           f"protected (placeholder, removed at exit): {p.why}"))
+    if any(p.mode == "copy" for p in protections):
+        ops.append(Op(("--bind", GIT_COPIES, GIT_COPIES_INSIDE), "git configs as writable "
+                      "copies, under a symlink mounted over each; everyday keys applied at "
+                      "exit (_run.gitcopy)", "copies"))
     return ops
 
 

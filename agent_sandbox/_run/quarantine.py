@@ -16,7 +16,9 @@ so git keeps working (``git init``/``clone`` of a nested repository, ``git submo
   (host ``git rebase --continue`` would run them);
 - covered names no host tool runs on its own, so no placeholder held them (``.husky``,
   ``.githooks``, ``.claude/commands``, ``*.code-workspace``), when the session made them:
-  moved out; a new ``.gitmodules`` loses its ``update = !command`` lines.
+  moved out; a new ``.gitmodules`` loses its ``update = !command`` lines;
+- the changes to a repository's git config (a writable copy inside, ``_run.gitcopy``)
+  that are not everyday keys: held back, the copy kept; ``restore`` applies them.
 
 What is set aside goes to ``$XDG_STATE_HOME/agent-sandbox/quarantine/<id>/`` with a
 manifest; ``agent-sandbox quarantine list|show|restore|drop`` works on it, and ``restore``
@@ -33,11 +35,14 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from agent_sandbox._files import read_regular
 from agent_sandbox._plan.protect import PLAIN_CONFIG, Protection, git_dirs, work_trees
 from agent_sandbox._policy.protected import COVERED
+
+if TYPE_CHECKING:
+    from agent_sandbox._run.gitcopy import Copies
 
 _TODOS = ("rebase-merge/git-rebase-todo", "rebase-merge/git-rebase-todo.backup",
           "sequencer/todo")
@@ -56,7 +61,9 @@ class Item(NamedTuple):
 
     path: str
     stored: str  # relative to the session's quarantine directory
-    action: str  # "moved" (gone from the project) or "rewritten" (a safe version left)
+    # "moved" (gone from the project), "rewritten" (a safe version left) or "held" (a git
+    # config's changes not applied; kept: the session's copy, and its original as .orig)
+    action: str
     why: str
 
 
@@ -68,10 +75,12 @@ def quarantine_dir(environ: Mapping[str, str]) -> str:
 
 
 class Snapshot(NamedTuple):
-    """What was there at launch: git directories, and covered paths that existed."""
+    """What was there at launch: git directories, covered paths that existed, and the git
+    configs' copies."""
 
     git_dirs: frozenset[str]
     existing: frozenset[str]
+    copies: Copies | None = None
 
 
 def snapshot(project: str, protections: Sequence[Protection]) -> Snapshot:
@@ -84,7 +93,7 @@ def snapshot(project: str, protections: Sequence[Protection]) -> Snapshot:
         with contextlib.suppress(OSError):
             found.update(e.path for e in os.scandir(os.path.join(gitdir, "worktrees"))
                          if e.is_dir(follow_symlinks=False))
-    existing = {p.path for p in protections if p.mode in ("ro", "symlink")}
+    existing = {p.path for p in protections if p.mode in ("ro", "symlink", "copy")}
     existing.update(_workspaces(project))
     return Snapshot(frozenset(os.path.realpath(g) for g in found), frozenset(existing))
 
@@ -181,10 +190,19 @@ def _store(path: str, target: str, move: bool) -> None:
             os.unlink(path)
 
 
+class Outcome(NamedTuple):
+    """What the end of a session did: set aside (``items``), and the git config keys
+    applied to the host, per config."""
+
+    items: list[Item]
+    applied: list[tuple[str, tuple[str, ...]]]
+
+
 def run(project: str, before: Snapshot, session: str,
-        environ: Mapping[str, str]) -> list[Item]:
-    """Set aside what the session made that host git would run (see the module); returns
-    it. Under the session's lock, once: the launcher and its janitor may both call it."""
+        environ: Mapping[str, str]) -> Outcome:
+    """Settle the git config copies and set aside what the session made that host git would
+    run (see the module); returns what was done. Under the session's lock, once: the
+    launcher and its janitor may both call it (the second finds it done)."""
     base = quarantine_dir(environ)
     os.makedirs(base, mode=0o700, exist_ok=True)
     directory = os.path.join(base, session)
@@ -194,10 +212,10 @@ def run(project: str, before: Snapshot, session: str,
         fcntl.flock(lock, fcntl.LOCK_EX)
         manifest = os.path.join(directory, "manifest.json")
         if os.path.exists(os.path.join(base, f".{session}.none")):
-            return []  # already done (by the janitor, or the launcher): nothing was set aside
+            return Outcome([], [])  # already done (by the janitor, or the launcher)
         if os.path.exists(manifest):
-            return load(environ, session)[1]
-        items = []
+            return Outcome(load(environ, session)[1], [])
+        items, applied = [], []
         for number, (path, why, safe) in enumerate(_findings(project, before)):
             stored = f"{number}-{os.path.basename(path)}"
             _store(path, os.path.join(directory, stored), move=safe is None)
@@ -205,15 +223,70 @@ def run(project: str, before: Snapshot, session: str,
                 with open(path, "wb") as f:
                     f.write(safe)
             items.append(Item(path, stored, "moved" if safe is None else "rewritten", why))
+        if before.copies is not None:
+            for item, keys in _settle(before.copies, directory, len(items), environ,
+                                      project):
+                applied += [(item.path, keys)] if keys else []
+                items += [item] if item.stored else []
         if items:
             with open(manifest, "w", encoding="utf-8") as f:
                 json.dump({"project": project, "time": time.time(),
                            "items": [i._asdict() for i in items]}, f, indent=1)
         else:
             open(os.path.join(base, f".{session}.none"), "w").close()
-        return items
+        return Outcome(items, applied)
     finally:
         os.close(lock)
+
+
+def _settle(copies: Copies, directory: str, number: int, environ: Mapping[str, str],
+            project: str) -> Iterator[tuple[Item, tuple[str, ...]]]:
+    """Each copy settled (``_run.gitcopy``): an item holding back what was not applied (no
+    ``stored`` if nothing was), and the keys that were; then the copies are removed."""
+    from agent_sandbox._run.gitcopy import find_git, remove, settle
+
+    git = find_git(environ, project)
+    try:
+        for copy in copies.copies:
+            done = settle(copy, git)
+            kept = [*done.held, *(f"{k} (changed on the host meanwhile)"
+                                  for k in done.conflicts)]
+            if not kept and not done.problem:
+                yield Item(copy.host, "", "", ""), done.applied
+                continue
+            stored = f"{number}-config"
+            number += 1
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            for name, data in ((stored, done.text), (f"{stored}.orig", copy.original)):
+                fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT
+                             | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            why = (f"git config not applied: {done.problem}" if done.problem else
+                   "git config keys not applied (host git would run or trust them): "
+                   + ", ".join(kept[:4]) + (", ..." if len(kept) > 4 else ""))
+            yield Item(copy.host, stored, "held", why), done.applied
+    finally:
+        remove(copies.directory)
+
+
+def exit_lines(outcome: Outcome, session: str, quiet: bool) -> list[str]:
+    """What the launcher says about a session's end: the git config keys applied (unless
+    ``quiet``), and what was set aside, each kind on its line, with the command that
+    shows it."""
+    lines = [] if quiet else [
+        f"git config: applied {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''} to "
+        f"{path}" for path, keys in outcome.applied]
+    show = f"agent-sandbox quarantine show {session}"
+    held = [i for i in outcome.items if i.action == "held"]
+    other = [i for i in outcome.items if i not in held]
+    lines += [f"{i.path}: {i.why}. Review: {show}; apply them: agent-sandbox quarantine "
+              f"restore {session} {i.path}" for i in held]
+    if other:
+        lines.append(f"quarantined {len(other)} thing(s) the session made that host git "
+                     "would run: " + "; ".join(f"{i.path} ({i.why})" for i in other[:3])
+                     + ("; ..." if len(other) > 3 else "") + f". Review: {show}")
+    return lines
 
 
 def sessions(environ: Mapping[str, str]) -> list[str]:
@@ -257,13 +330,20 @@ def load(environ: Mapping[str, str], session: str) -> tuple[str, list[Item]]:
 def restore(environ: Mapping[str, str], session: str, only: Sequence[str] = ()) -> list[str]:
     """Put quarantined paths back byte for byte (all, or those in ``only``); a moved one is
     restored only where nothing is now. Returns what was restored."""
-    _, items = load(environ, session)
+    project, items = load(environ, session)
     directory = os.path.join(quarantine_dir(environ), session)
     done = []
     for item in items:
         if only and item.path not in only:
             continue
         kept = os.path.join(directory, item.stored)
+        if item.action == "held":
+            from agent_sandbox._run.gitcopy import find_git, restore_held
+
+            original, text = _read(kept + ".orig"), _read(kept)
+            keys = restore_held(find_git(environ, project), item.path, original, text)
+            done.append(f"{item.path} ({', '.join(keys) or 'no change left'})")
+            continue
         if item.action == "moved" and os.path.lexists(item.path):
             continue
         if item.action == "rewritten":
