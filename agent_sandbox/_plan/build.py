@@ -46,6 +46,9 @@ PLACEHOLDER_SOURCES = {kind: Placeholder(f"PLACEHOLDER_{kind.upper()}")
 GIT_EXCLUDES_FD = Placeholder("GIT_EXCLUDES_FD")  # git ignore patterns for the placeholders
 GIT_COPIES = Placeholder("GIT_COPIES")  # the writable copies of git configs (_run.gitcopy)
 GIT_COPIES_INSIDE = "/run/agent-sandbox/git"
+# Made by the last operation of every plan: once the launcher sees it through the sandbox's
+# /proc/PID/root, bwrap has made everything and is about to wait on the block pipe.
+READY = "/run/agent-sandbox/ready"
 GIT_EXCLUDES = "/run/agent-sandbox/git-excludes"
 GIT_TOKEN = "/run/agent-sandbox/git-token"
 GIT_TOKEN_HELPER = ('!f() { test "$1" = get || exit 0; echo username=x-access-token; '
@@ -67,6 +70,18 @@ class Op(NamedTuple):
     # "copies": only when the git config copies' links are mounted (``_run.mountns``);
     # "no-copies": only when they cannot be; "": always.
     when: str = ""
+
+    @property
+    def dest(self) -> str | None:
+        """The path inside this operation makes (a mount point, directory or file)."""
+        words = self.words
+        while words and words[0] in _MODIFIERS:
+            words = words[2:]
+        if words and words[0] in _WITH_SOURCE and len(words) == 3:
+            return words[2] if isinstance(words[2], str) else None
+        if words and words[0] in _DEST_ONLY and len(words) == 2:
+            return words[1] if isinstance(words[1], str) else None
+        return None
 
     def text(self) -> str:
         """The option and its arguments, shell-quoted (placeholders as ``$NAME``)."""
@@ -183,6 +198,18 @@ class Plan(NamedTuple):
         """The git configs writable inside as copies (``_run.gitcopy``), in order."""
         return tuple(p.path for p in self.protections if p.mode == "copy")
 
+    def made_paths(self) -> frozenset[str]:
+        """Every path inside bwrap makes (and the directories on their way): what the
+        sandbox's own filesystems hold before the command writes anything."""
+        made = set()
+        for section in self.sections:
+            for op in section.ops:
+                path = op.dest
+                while path and path != "/" and path not in made:
+                    made.add(path)
+                    path = os.path.dirname(path)
+        return frozenset(made)
+
     def bwrap_args(self, values: Mapping[Placeholder, str],
                    renamed: Mapping[str, str] | None = None,
                    copies: bool = False) -> list[str]:
@@ -235,6 +262,10 @@ class Plan(NamedTuple):
 
 
 _BINDS = ("--bind", "--ro-bind")
+_MODIFIERS = ("--perms", "--size")
+_WITH_SOURCE = ("--bind", "--ro-bind", "--dev-bind", "--symlink", "--ro-bind-data",
+                "--bind-data", "--file")
+_DEST_ONLY = ("--tmpfs", "--dir", "--proc", "--dev", "--remount-ro")
 
 
 _WHEN = {"copies": " (when the copies' links are mounted)",
@@ -488,6 +519,8 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         _seccomp_section(rules),
         *((_network_section(net, layout),) if net is not None else ()),
         *((_gpu_section(view.gpu_devices),) if policy.gpu else ()),
+        Section("setup done", (Op(("--dir", READY), "made last: the launcher waits for it "
+                                  "before the command starts"),)),
     )
     shield: tuple[str, ...] = ()
     if view.signal_reset_env and visible_inside(policy, layout, view.signal_reset_env):

@@ -55,6 +55,9 @@ from agent_sandbox._run.janitor import (
     remove_exclude_blocks,
     remove_placeholders,
 )
+from agent_sandbox._run.lost import Place, open_places, wait_ready, written
+from agent_sandbox._run.lost import close as close_places
+from agent_sandbox._run.lost import line as lost_line
 from agent_sandbox._run.sessions import Session, default_base, registered
 from agent_sandbox._run.workdir import placeholder_sources, work_dir
 from agent_sandbox._say import home_relative, human_size, say
@@ -476,6 +479,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             _, wait_status = os.waitpid(pid, 0)
             raise _failed_to_start(bwrap, _exit_status(wait_status))
         net = None
+        places: list[Place] = []
         try:
             if plan.command_uid is None:
                 limit_processes(init_pid, plan.policy.limits)
@@ -486,6 +490,12 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                 home.fill(init_pid, dict(plan.env)["HOME"])
             if plan.net is not None:
                 net = stack.enter_context(network(plan.net, init_pid, log))
+            # What the command writes outside the project is gone with the sandbox:
+            # its filesystems are held open from now on, to say what that was.
+            if wait_ready(init_pid):
+                places = open_places(init_pid, None if plan.policy.agent_home else
+                                     dict(plan.env)["HOME"], plan.made_paths())
+                stack.callback(close_places, places)
         except BaseException:
             # Never let the command run unserved or unlimited. The sandbox's first
             # process goes first: it waits on the block pipe, and reads the end of it,
@@ -511,6 +521,10 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             from agent_sandbox._run.quarantine import exit_lines
 
             for text in exit_lines(after(), launch_id, quiet):
+                say(text)
+        for place in places:
+            text = lost_line(written(place), dict(plan.env)["HOME"])
+            if text:
                 say(text)
         if plan.reports_start and not _started(started_read):
             raise _failed_to_start(bwrap, status)

@@ -18,7 +18,10 @@ so git keeps working (``git init``/``clone`` of a nested repository, ``git submo
   ``.githooks``, ``.claude/commands``, ``*.code-workspace``), when the session made them:
   moved out; a new ``.gitmodules`` loses its ``update = !command`` lines;
 - the changes to a repository's git config (a writable copy inside, ``_run.gitcopy``)
-  that are not everyday keys: held back, the copy kept; ``restore`` applies them.
+  that are not everyday keys: held back, the copy kept; ``restore`` applies them;
+- a new linked worktree whose directory is gone (made outside the project, in the
+  sandbox's temporary files): its admin directory moved out, so host git lists no stale
+  ("prunable") worktree; its branch and commits are in the repository and stay.
 
 What is set aside goes to ``$XDG_STATE_HOME/agent-sandbox/quarantine/<id>/`` with a
 manifest; ``agent-sandbox quarantine list|show|restore|drop`` works on it, and ``restore``
@@ -115,6 +118,9 @@ def _findings(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes 
         if new and parent == "worktrees" and forged:
             yield gitdir, "a linked worktree pointing git at another repository", None
             continue
+        if new and parent == "worktrees" and (gone := _gone_worktree(gitdir)):
+            yield gitdir, gone, None
+            continue
         for name in _TODOS:
             todo = os.path.join(gitdir, name)
             text = _read(todo)
@@ -139,6 +145,20 @@ def _findings(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes 
             plain = "".join(line for line in lines if line not in risky)
             yield config, "git config host git would run (" + "; ".join(
                 r.strip() for r in risky[:3]) + ")", plain.encode()
+
+
+WORKTREE_GONE = "made outside the project, gone with the sandbox"
+
+
+def _gone_worktree(gitdir: str) -> str:
+    """Why a new worktree's admin directory is stale (its work tree is gone), or ""."""
+    recorded = _read(os.path.join(gitdir, "gitdir")).decode(errors="replace").strip()
+    if not recorded.startswith("/") or os.path.lexists(recorded):
+        return ""
+    head = _read(os.path.join(gitdir, "HEAD")).decode(errors="replace").strip()
+    kept = (f"its branch {head[len('ref: refs/heads/'):]} and commits are kept"
+            if head.startswith("ref: refs/heads/") else f"its HEAD was {head[:12]}")
+    return f"worktree {os.path.dirname(recorded)}: {WORKTREE_GONE}; {kept}"
 
 
 def _new_names(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes | None]]:
@@ -279,9 +299,13 @@ def exit_lines(outcome: Outcome, session: str, quiet: bool) -> list[str]:
         f"{path}" for path, keys in outcome.applied]
     show = f"agent-sandbox quarantine show {session}"
     held = [i for i in outcome.items if i.action == "held"]
-    other = [i for i in outcome.items if i not in held]
+    gone = [i for i in outcome.items if WORKTREE_GONE in i.why and i.action == "moved"]
+    other = [i for i in outcome.items if i not in held and i not in gone]
     lines += [f"{i.path}: {i.why}. Review: {show}; apply them: agent-sandbox quarantine "
               f"restore {session} {i.path}" for i in held]
+    lines += [f"{i.why}. Its entry is set aside ({show}), so host git lists no stale "
+              "worktree. Make worktrees inside the project (git worktree add ./wt) or in a "
+              "directory given with --rw" for i in gone]
     if other:
         lines.append(f"quarantined {len(other)} thing(s) the session made that host git "
                      "would run: " + "; ".join(f"{i.path} ({i.why})" for i in other[:3])

@@ -238,3 +238,15 @@ def test_a_root_callers_plan_runs_bwrap_as_the_command_uid_with_staged_sources()
     stays = build_plan(policy._replace(root_stays_root=True), view)
     assert stays.command_uid is None and stays.staged_sources == ()
     assert "--root-stays-root" in stays.describe()
+
+
+def test_made_paths_are_every_operations_destination_and_its_parents() -> None:
+    plan = build_plan(_policy(), _view())
+    made = plan.made_paths()
+    for path in ("/home", "/home/alice", "/home/alice/.gitconfig", "/home/alice/src",
+                 "/home/alice/src/my project", "/var", "/var/tmp", "/tmp", "/usr", "/bin",
+                 "/run/agent-sandbox/ready", "/proc", "/dev"):
+        assert path in made, path
+    assert "/" not in made and "claude" not in made and "9" not in made
+    # The last operation is the one the launcher waits for.
+    assert plan.sections[-1].ops[-1].words == ("--dir", "/run/agent-sandbox/ready")
