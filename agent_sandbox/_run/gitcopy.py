@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -102,8 +101,14 @@ _ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": "/
 
 
 def _git(git: str, args: Sequence[str], data: bytes | None = None) -> bytes:
-    done = subprocess.run([git, *args], input=data, capture_output=True, cwd="/", env=_ENV,
-                          timeout=30, check=False)
+    """Host git's output; OSError when it fails (or takes over 30 s)."""
+    import subprocess  # only at exit, when a copy changed
+
+    try:
+        done = subprocess.run([git, *args], input=data, capture_output=True, cwd="/",
+                              env=_ENV, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        raise OSError(f"git {' '.join(args[:3])}: no answer in 30 s") from None
     if done.returncode not in (0, 5):  # 5: --unset-all of a key that is not set
         raise OSError(f"git {' '.join(args[:3])}: "
                       + done.stderr.decode(errors="replace").strip()[:300])
@@ -162,7 +167,7 @@ def settle(copy: Copy, git: str | None) -> Settled:
         original = parse(git, copy.original)
         changed = changes(original, parse(git, text))
         host_now = parse(git, (read_regular(copy.host, CONFIG_MAX) or (b"",))[0])
-    except (OSError, subprocess.SubprocessError) as e:
+    except OSError as e:
         return Settled(problem=f"git could not read it ({e})", text=text)
     applied: dict[str, Values] = {}
     held, conflicts = [], []
@@ -175,7 +180,7 @@ def settle(copy: Copy, git: str | None) -> Settled:
             applied[key] = values
     try:
         apply(git, copy.host, applied)
-    except (OSError, subprocess.SubprocessError) as e:
+    except OSError as e:
         return Settled(held=tuple(held), conflicts=tuple(conflicts),
                        problem=f"applying it failed ({e})", text=text)
     return Settled(tuple(applied), tuple(held), tuple(conflicts), "", text)

@@ -16,12 +16,13 @@ itself) to be allowed to mount there; bwrap's own user namespace nests in it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
-import struct
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # ctypes costs ~5 ms to import: only the child that mounts loads it
+    import ctypes
 
 _SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # same on all 64-bit
 OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 1, os.O_CLOEXEC
@@ -39,11 +40,15 @@ class Failed(Exception):
 
 
 def libc() -> ctypes.CDLL:
+    import ctypes
+
     return ctypes.CDLL(None, use_errno=True)
 
 
 def check(result: int, what: str) -> int:
     if result < 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise Failed(f"{what}: {os.strerror(err)}")
     return result
@@ -57,6 +62,9 @@ def open_tree(lib: ctypes.CDLL, path: str, flags: int) -> int:
 def mount_setattr(lib: ctypes.CDLL, fd: int, attr_set: int, userns: int = 0,
                   recursive: bool = False) -> int:
     """``mount_setattr(2)`` on the detached mount ``fd``; the raw result (errno is left)."""
+    import ctypes
+    import struct
+
     attr = struct.pack("QQQQ", attr_set, 0, 0, userns)
     buf = ctypes.create_string_buffer(attr, len(attr))
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
