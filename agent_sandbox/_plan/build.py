@@ -268,8 +268,8 @@ _WITH_SOURCE = ("--bind", "--ro-bind", "--dev-bind", "--symlink", "--ro-bind-dat
 _DEST_ONLY = ("--tmpfs", "--dir", "--proc", "--dev", "--remount-ro")
 
 
-_WHEN = {"copies": " (when the copies' links are mounted)",
-         "no-copies": " (when they cannot be: then git config is read-only inside)"}
+_WHEN = {"copies": "",
+         "no-copies": " (only where its writable copy cannot be made: read-only inside then)"}
 
 
 def _quote(word: Word) -> str:
