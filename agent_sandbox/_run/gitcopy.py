@@ -194,6 +194,8 @@ def restore_held(git: str | None, host: str, original: bytes, kept: bytes) -> li
 
     if git is None:
         raise UsageError(f"{host}: no git on PATH to apply the held-back keys with")
+    if not kept.strip():
+        raise UsageError(f"{host}: the session left no readable copy of it: nothing to apply")
     try:
         changed = changes(parse(git, original), parse(git, kept))
         apply(git, host, changed)

@@ -46,6 +46,8 @@ def wait_ready(init_pid: int, timeout: float = 30.0) -> bool:
             if (st.st_dev, st.st_ino) != (host.st_dev, host.st_ino) \
                     and os.path.isdir(root + READY):
                 return True
+        except PermissionError:
+            return False  # /proc/PID/root is not ours to see here: nothing to say at exit
         except OSError:
             if not os.path.exists(f"/proc/{init_pid}"):
                 return False

@@ -302,7 +302,7 @@ def exit_lines(outcome: Outcome, session: str, quiet: bool) -> list[str]:
     gone = [i for i in outcome.items if WORKTREE_GONE in i.why and i.action == "moved"]
     other = [i for i in outcome.items if i not in held and i not in gone]
     lines += [f"{i.path}: {i.why}. Review: {show}; apply them: agent-sandbox quarantine "
-              f"restore {session} {i.path}" for i in held]
+              f"restore {session} {_quote(i.path)}" for i in held]
     lines += [f"{i.why}. Its entry is set aside ({show}), so host git lists no stale "
               "worktree. Make worktrees inside the project (git worktree add ./wt) or in a "
               "directory given with --rw" for i in gone]
@@ -311,6 +311,12 @@ def exit_lines(outcome: Outcome, session: str, quiet: bool) -> list[str]:
                      "would run: " + "; ".join(f"{i.path} ({i.why})" for i in other[:3])
                      + ("; ..." if len(other) > 3 else "") + f". Review: {show}")
     return lines
+
+
+def _quote(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)
 
 
 def sessions(environ: Mapping[str, str]) -> list[str]:

@@ -5,6 +5,7 @@ that applies it, and host git afterwards runs nothing the session planted."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_risky_keys_are_held_back_and_host_git_runs_nothing(repo: Path, env: Env
                           capture_output=True, check=False).returncode != 0
     assert not marker.exists()
     # The printed command applies them, deliberately.
-    fix = held.rsplit("apply them: ", 1)[1].split()
+    fix = shlex.split(held.rsplit("apply them: ", 1)[1])  # as the shell reads it pasted
     assert fix[:3] == ["agent-sandbox", "quarantine", "restore"]
     restored = run_cli(fix[1:], cwd=repo, env=env.vars)
     assert restored.returncode == 0, restored.stderr

@@ -119,3 +119,15 @@ def test_the_host_git_is_never_one_in_the_project(tmp_path: Path) -> None:
     path = f"{project}/bin:bin:{Path(GIT).parent}"
     assert find_git({"PATH": path}, str(project)) == str(Path(GIT).parent / "git")
     assert subprocess.run([GIT, "--version"], check=True, capture_output=True).returncode == 0
+
+
+def test_the_printed_restore_command_survives_a_path_with_spaces() -> None:
+    import shlex
+
+    from agent_sandbox._run.quarantine import Item, Outcome, exit_lines
+
+    item = Item("/home/a/my project/.git/config", "3-config", "held", "keys: alias.x")
+    (text,) = exit_lines(Outcome([item], []), "12-ab", quiet=True)
+    fix = shlex.split(text.rsplit("apply them: ", 1)[1])
+    assert fix == ["agent-sandbox", "quarantine", "restore", "12-ab",
+                   "/home/a/my project/.git/config"]
