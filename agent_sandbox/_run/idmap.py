@@ -45,6 +45,7 @@ from agent_sandbox._run.mountns import (
     MS_SLAVE,
     OPEN_TREE_CLOEXEC,
     OPEN_TREE_CLONE,
+    PR_SET_PDEATHSIG,
     Failed,
     Link,
     Spawn,
@@ -60,9 +61,6 @@ from agent_sandbox._run.mountns import (
 )
 
 STAGE = "/tmp"  # covered by a tmpfs in the private mount namespace, holding /tmp/N
-
-_PR_SET_PDEATHSIG = 1
-
 
 class Staged(NamedTuple):
     """One host path bwrap binds, and where the child attaches its idmapped clone."""
@@ -197,7 +195,7 @@ def _drop(lib: ctypes.CDLL) -> None:
     os.setresuid(ROOT_COMMAND_UID, ROOT_COMMAND_UID, ROOT_COMMAND_UID)
     if os.getresuid() != (ROOT_COMMAND_UID,) * 3 or os.getresgid() != (ROOT_COMMAND_UID,) * 3:
         raise Failed("setresuid: the uid did not change")
-    lib.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def spawn_as_command_uid(spawn: Spawn, staged: Sequence[Staged],

@@ -32,6 +32,7 @@ MOUNT_ATTR_IDMAP = 0x100000
 MOVE_MOUNT_F_EMPTY_PATH = 4
 CLONE_NEWNS, CLONE_NEWUSER = 0x20000, 0x10000000
 MS_NOSUID, MS_NODEV, MS_REC, MS_SLAVE = 2, 4, 0x4000, 0x80000
+PR_SET_PDEATHSIG = 1
 LINKS_FAILED = "links: "  # the start of a child's report when only the links failed
 
 
@@ -165,9 +166,14 @@ def spawn_prepared(spawn: Spawn, prepare: Callable[[ctypes.CDLL], None],
 def own_namespace(links: Sequence[Link]) -> Callable[[ctypes.CDLL], None]:
     """An ordinary caller's preparation: a user namespace mapping its own uid and gid,
     a private mount namespace, the links mounted."""
-    uid, gid = os.getuid(), os.getgid()
+    uid, gid, launcher = os.getuid(), os.getgid(), os.getpid()
 
     def prepare(lib: ctypes.CDLL) -> None:
+        # As bwrap's --die-with-parent, from now: a launcher gone before the exec must
+        # not leave a sandbox behind.
+        lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != launcher:
+            os._exit(125)
         try:
             check(lib.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare")
             for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1\n"),
