@@ -104,7 +104,7 @@ def _hooks_path(git_config: str, worktree: str, default: str | None) -> str | No
     return os.path.normpath(os.path.join(worktree, value))
 
 
-def _gitdir_of_file(dotgit: str) -> str | None:
+def gitdir_of_file(dotgit: str) -> str | None:
     try:
         with open(dotgit, encoding="utf-8", errors="replace") as f:
             first = f.readline().strip()
@@ -189,7 +189,7 @@ def _repository(worktree: str, project: str,
         yield from _git_dir_protections(dotgit, worktree, global_hooks)
     elif stat.S_ISREG(st.st_mode):
         yield Protection(dotgit, "ro", "a .git file says where the repository is")
-        gitdir = _gitdir_of_file(dotgit)
+        gitdir = gitdir_of_file(dotgit)
         if not gitdir or not os.path.isdir(gitdir):
             return
         # A .git file, and anything else in the project, is text the agent may have
@@ -316,7 +316,7 @@ def git_dirs(project: str) -> Iterator[str]:
         dotgit = os.path.join(worktree, ".git")
         if os.path.islink(dotgit):
             continue
-        gitdir = dotgit if os.path.isdir(dotgit) else _gitdir_of_file(dotgit)
+        gitdir = dotgit if os.path.isdir(dotgit) else gitdir_of_file(dotgit)
         if not gitdir or not _is_under(gitdir, project) or not os.path.isdir(gitdir):
             continue
         stack = [gitdir]
@@ -347,7 +347,7 @@ def host_excludes(project: str, protections: Sequence[Protection],
         dotgit = os.path.join(worktree, ".git")
         if not _is_under(worktree, project) or os.path.islink(dotgit):
             continue
-        gitdir = dotgit if os.path.isdir(dotgit) else _gitdir_of_file(dotgit)
+        gitdir = dotgit if os.path.isdir(dotgit) else gitdir_of_file(dotgit)
         if gitdir is None:
             continue
         info = os.path.join(_common_dir(gitdir), "info")

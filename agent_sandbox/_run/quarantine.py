@@ -9,7 +9,8 @@ so git keeps working (``git init``/``clone`` of a nested repository, ``git submo
 - a git directory that was not there at launch (a new nested repository, a new submodule's
   ``.git/modules/<name>``): its hooks and ``config.worktree`` are moved out, and its
   ``config`` is rewritten without the keys ``git init``/``git clone`` would not write
-  (``core.fsmonitor``, aliases, ``core.hooksPath``, ...); objects and refs stay;
+  (``core.fsmonitor``, aliases, ``core.hooksPath``, ...) but the ``core.worktree`` of a
+  submodule's own work tree, as ``git submodule add`` writes it; objects and refs stay;
 - a new linked worktree's admin directory whose ``commondir`` is not ``../..`` (a forged
   worktree sending host git to another repository's hooks): moved out whole;
 - a rebase or sequence left in progress: its todo is rewritten without ``exec`` lines
@@ -41,7 +42,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from agent_sandbox._files import read_regular
-from agent_sandbox._plan.protect import PLAIN_CONFIG, Protection, git_dirs, work_trees
+from agent_sandbox._plan.protect import (
+    PLAIN_CONFIG,
+    Protection,
+    git_dirs,
+    gitdir_of_file,
+    work_trees,
+)
 from agent_sandbox._policy.protected import COVERED
 
 if TYPE_CHECKING:
@@ -140,11 +147,28 @@ def _findings(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes 
         config = os.path.join(gitdir, "config")
         lines = _read(config).decode(errors="replace").splitlines(keepends=True)
         risky = [line for line in lines if line.strip()
-                 and not line.lstrip().startswith(("#", ";")) and not PLAIN_CONFIG.match(line)]
+                 and not line.lstrip().startswith(("#", ";")) and not PLAIN_CONFIG.match(line)
+                 and not _own_worktree(line, gitdir, project)]
         if risky:
             plain = "".join(line for line in lines if line not in risky)
             yield config, "git config host git would run (" + "; ".join(
                 r.strip() for r in risky[:3]) + ")", plain.encode()
+
+
+_WORKTREE = re.compile(r"^\s*worktree\s*=\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def _own_worktree(line: str, gitdir: str, project: str) -> bool:
+    """Whether ``line`` is the ``core.worktree`` git submodule add writes in a new
+    submodule's config: its work tree in the project, whose .git file names this gitdir
+    (any other work tree would have host git check files out elsewhere)."""
+    m = _WORKTREE.match(line)
+    if m is None:
+        return False
+    tree = os.path.normpath(os.path.join(gitdir, m.group(1).strip('"')))
+    named = gitdir_of_file(os.path.join(tree, ".git"))
+    return (tree.startswith(project.rstrip("/") + "/") and named is not None
+            and os.path.realpath(named) == os.path.realpath(gitdir))
 
 
 WORKTREE_GONE = "made outside the project, gone with the sandbox"

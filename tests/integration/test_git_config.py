@@ -75,6 +75,9 @@ def test_submodule_add_works_end_to_end(repo: Path, env: Env, tmp_path: Path) ->
               "git commit -qm 'add lib'; git submodule status; echo DONE")
     done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV), extra=["--ro", str(lib)])
     assert "DONE" in done.stdout, done.stdout + done.stderr
+    # Nothing to set aside: the submodule's config keeps the core.worktree git wrote.
+    assert "quarantine" not in done.stderr, done.stderr
+    assert "worktree = ../../../lib" in (repo / ".git/modules/lib/config").read_text()
     config = _config(env, repo)
     assert f"submodule.lib.url={lib}" in config and "submodule.lib.active=true" in config
     assert "lib" in host_git(env, "submodule", "status", cwd=repo)
