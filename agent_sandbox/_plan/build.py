@@ -198,6 +198,20 @@ class Plan(NamedTuple):
         """The git configs writable inside as copies (``_run.gitcopy``), in order."""
         return tuple(p.path for p in self.protections if p.mode == "copy")
 
+    def temporary_home(self) -> str | None:
+        """$HOME inside when it is the empty tmpfs the sandbox made (not an agent preset's
+        home, and not covered by a later bind: the project at $HOME, a --ro or --rw of it
+        or a directory above it), else None."""
+        if self.policy.agent_home:
+            return None
+        home = dict(self.env).get("HOME", "")
+        last = None
+        for section in self.sections:
+            for op in section.ops:
+                if op.dest and is_under(home, op.dest):
+                    last = op
+        return home if last is not None and last.words[-2:] == ("--tmpfs", home) else None
+
     def made_paths(self) -> frozenset[str]:
         """Every path inside bwrap makes (and the directories on their way): what the
         sandbox's own filesystems hold before the command writes anything."""

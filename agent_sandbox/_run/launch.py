@@ -493,8 +493,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             # What the command writes outside the project is gone with the sandbox:
             # its filesystems are held open from now on, to say what that was.
             if wait_ready(init_pid):
-                places = open_places(init_pid, None if plan.policy.agent_home else
-                                     dict(plan.env)["HOME"], plan.made_paths())
+                places = open_places(init_pid, plan.temporary_home(), plan.made_paths())
                 stack.callback(close_places, places)
         except BaseException:
             # Never let the command run unserved or unlimited. The sandbox's first

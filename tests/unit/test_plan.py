@@ -250,3 +250,13 @@ def test_made_paths_are_every_operations_destination_and_its_parents() -> None:
     assert "/" not in made and "claude" not in made and "9" not in made
     # The last operation is the one the launcher waits for.
     assert plan.sections[-1].ops[-1].words == ("--dir", "/run/agent-sandbox/ready")
+
+
+def test_the_temporary_home_is_only_the_sandboxs_own_tmpfs() -> None:
+    assert build_plan(_policy(), _view()).temporary_home() == "/home/alice"
+    at_home = _policy(project="/home/alice", cwd="/home/alice")
+    assert build_plan(at_home, _view()).temporary_home() is None  # the project covers it
+    above = _policy(mounts=(Mount(MountMode.RO, "/home", "--ro /home"),))
+    assert build_plan(above, _view()).temporary_home() is None
+    agent = _policy(agent="claude", agent_home="/x/agents/claude/p")
+    assert build_plan(agent, _view()).temporary_home() is None
