@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from agent_sandbox._files import read_regular
@@ -184,6 +184,36 @@ def settle(copy: Copy, git: str | None) -> Settled:
         return Settled(held=tuple(held), conflicts=tuple(conflicts),
                        problem=f"applying it failed ({e})", text=text)
     return Settled(tuple(applied), tuple(held), tuple(conflicts), "", text)
+
+
+def settle_all(copies: Copies, directory: str, number: int, git: str | None,
+               ) -> Iterator[tuple[str, str, str, tuple[str, ...]]]:
+    """Settle each copy; yield (the host's config, what is kept of what was held back in
+    ``directory``, numbered from ``number``: "" if nothing was, why, the keys applied).
+    Kept: the session's copy and, beside it as ``.orig``, the config at launch. The
+    copies are removed after."""
+    try:
+        for copy in copies.copies:
+            done = settle(copy, git)
+            kept = [*done.held, *(f"{k} (changed on the host meanwhile)"
+                                  for k in done.conflicts)]
+            if not kept and not done.problem:
+                yield copy.host, "", "", done.applied
+                continue
+            stored = f"{number}-config"
+            number += 1
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            for name, data in ((stored, done.text), (f"{stored}.orig", copy.original)):
+                fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT
+                             | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            why = (f"git config not applied: {done.problem}" if done.problem else
+                   "git config keys not applied (host git would run or trust them): "
+                   + ", ".join(kept[:4]) + (", ..." if len(kept) > 4 else ""))
+            yield copy.host, stored, why, done.applied
+    finally:
+        remove(copies.directory)
 
 
 def restore_held(git: str | None, host: str, original: bytes, kept: bytes) -> list[str]:

@@ -268,10 +268,13 @@ def run(project: str, before: Snapshot, session: str,
                     f.write(safe)
             items.append(Item(path, stored, "moved" if safe is None else "rewritten", why))
         if before.copies is not None:
-            for item, keys in _settle(before.copies, directory, len(items), environ,
-                                      project):
-                applied += [(item.path, keys)] if keys else []
-                items += [item] if item.stored else []
+            from agent_sandbox._run.gitcopy import find_git, settle_all
+
+            git = find_git(environ, project)
+            for path, stored, why, keys in settle_all(before.copies, directory, len(items),
+                                                      git):
+                applied += [(path, keys)] if keys else []
+                items += [Item(path, stored, "held", why)] if stored else []
         if items:
             with open(manifest, "w", encoding="utf-8") as f:
                 json.dump({"project": project, "time": time.time(),
@@ -281,37 +284,6 @@ def run(project: str, before: Snapshot, session: str,
         return Outcome(items, applied)
     finally:
         os.close(lock)
-
-
-def _settle(copies: Copies, directory: str, number: int, environ: Mapping[str, str],
-            project: str) -> Iterator[tuple[Item, tuple[str, ...]]]:
-    """Each copy settled (``_run.gitcopy``): an item holding back what was not applied (no
-    ``stored`` if nothing was), and the keys that were; then the copies are removed."""
-    from agent_sandbox._run.gitcopy import find_git, remove, settle
-
-    git = find_git(environ, project)
-    try:
-        for copy in copies.copies:
-            done = settle(copy, git)
-            kept = [*done.held, *(f"{k} (changed on the host meanwhile)"
-                                  for k in done.conflicts)]
-            if not kept and not done.problem:
-                yield Item(copy.host, "", "", ""), done.applied
-                continue
-            stored = f"{number}-config"
-            number += 1
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            for name, data in ((stored, done.text), (f"{stored}.orig", copy.original)):
-                fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT
-                             | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-            why = (f"git config not applied: {done.problem}" if done.problem else
-                   "git config keys not applied (host git would run or trust them): "
-                   + ", ".join(kept[:4]) + (", ..." if len(kept) > 4 else ""))
-            yield Item(copy.host, stored, "held", why), done.applied
-    finally:
-        remove(copies.directory)
 
 
 def exit_lines(outcome: Outcome, session: str, quiet: bool) -> list[str]:
