@@ -320,7 +320,8 @@ def _no_copies(copies: Copies | None, why: str, quiet: bool) -> None:
         remove(copies.directory)
     if not quiet:
         say(f"notice: git config is read-only inside this time ({why}): git remote add, "
-            "git branch -u and git submodule add will fail")
+            "git branch -u and git submodule add will fail (docs/faq.md: git config is "
+            "read-only inside)")
 
 
 def _caps(policy: Policy) -> str:

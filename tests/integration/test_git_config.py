@@ -151,6 +151,9 @@ def test_a_config_that_cannot_be_copied_stays_read_only(repo: Path, env: Env) ->
     done = sandbox_sh("git config core.fsmonitor evil 2>&1; git remote add o /x 2>&1; true",
                       cwd=repo, env=env.vars)
     assert "git config is read-only inside this time" in done.stderr
+    assert "docs/faq.md: git config is read-only inside" in done.stderr
+    assert "## git config is read-only inside" in (
+        Path(__file__).parents[2] / "docs" / "faq.md").read_text()
     assert "Device or resource busy" in done.stdout, done.stdout
     assert (repo / ".git" / "config").read_bytes() == before
 
