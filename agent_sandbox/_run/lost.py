@@ -8,10 +8,11 @@ reported.
 
 While bwrap waits on its block pipe, everything it made exists (``READY`` is its last
 operation): the launcher opens a directory fd on each of the two filesystems through
-``/proc/PID/root`` then, and holds it. Once the sandbox has ended its mounts are gone, so a
-walk from those fds sees each filesystem alone: what is there that bwrap did not make
-(``Plan.made_paths``) the command wrote. The walk never follows a symlink and stops at
-``LIMIT`` entries; disposable things in ``$HOME`` (``DISPOSABLE``) are not reported.
+``/proc/PID/root`` then, and holds it. Once the sandbox has ended, a walk from those fds
+that stays on each one's device (a mount point still attached shows another) sees what is
+there that bwrap did not make (``Plan.made_paths``): the command wrote it. The walk never
+follows a symlink and stops at ``LIMIT`` entries; disposable things in ``$HOME``
+(``DISPOSABLE``) are not reported.
 """
 
 from __future__ import annotations
@@ -80,25 +81,30 @@ def open_places(init_pid: int, home: str | None,
     return places
 
 
-def _entries(fd: int, budget: list[int]) -> list[tuple[str, os.stat_result]]:
-    """A directory's entries, as many as ``budget[0]`` still allows (it is spent)."""
+def _entries(fd: int, budget: list[int], dev: int) -> list[tuple[str, os.stat_result]]:
+    """A directory's entries on the filesystem ``dev``, as many as ``budget[0]`` still
+    allows (it is spent). A mount point still attached (the kernel may tear the sandbox's
+    mounts down after bwrap has gone) shows what is mounted there: another device."""
     found: list[tuple[str, os.stat_result]] = []
     with contextlib.suppress(OSError), os.scandir(fd) as it:
         for entry in it:
             budget[0] -= 1
             if budget[0] < 0:
                 break
-            found.append((entry.name, entry.stat(follow_symlinks=False)))
+            st = entry.stat(follow_symlinks=False)
+            if st.st_dev == dev:
+                found.append((entry.name, st))
     return found
 
 
-def _walk(fd: int, budget: list[int]) -> Iterator[str]:
-    """The non-directories under ``fd`` (relative), within ``budget[0]`` entries."""
+def _walk(fd: int, budget: list[int], dev: int) -> Iterator[str]:
+    """The non-directories under ``fd`` (relative) on ``dev``, within ``budget[0]``
+    entries."""
     stack = [(fd, "")]
     try:
         while stack:
             current, rel = stack.pop()
-            for name, st in _entries(current, budget):
+            for name, st in _entries(current, budget, dev):
                 path = f"{rel}{name}"
                 if not stat.S_ISDIR(st.st_mode):
                     yield path
@@ -124,11 +130,12 @@ def written(place: Place) -> Found:
     """What the command left on ``place``: each new file, or new directory with files in
     it, and the count of files. Only once the sandbox has ended."""
     budget = [LIMIT]
+    dev = os.fstat(place.fd).st_dev
     roots: list[tuple[str, int]] = []
     stack = [(place.fd, "")]
     while stack:
         fd, rel = stack.pop()
-        for name, st in _entries(fd, budget):
+        for name, st in _entries(fd, budget, dev):
             path = f"{rel}{name}"
             if path in place.made:
                 if stat.S_ISDIR(st.st_mode):
@@ -143,7 +150,7 @@ def written(place: Place) -> Found:
             with contextlib.suppress(OSError):
                 sub = os.open(name, _DIR, dir_fd=fd)
                 try:
-                    count = sum(1 for _ in _walk(sub, budget))
+                    count = sum(1 for _ in _walk(sub, budget, dev))
                 finally:
                     os.close(sub)
                 if count:
