@@ -48,3 +48,8 @@ class CommandNotExecutable(SandboxError):
     """COMMAND exists inside the sandbox but cannot be executed (exit 126, like a shell)."""
 
     exit_status = EXIT_NOT_EXECUTABLE
+
+
+class LinksFailed(Exception):
+    """Only the git config copies' links could not be mounted (``_run.mountns``): the
+    launch goes on without them, the configs read-only as bwrap binds them."""

@@ -210,7 +210,9 @@ def main() -> int:
             Path(home, ".claude.json").write_text('{"hasCompletedOnboarding": true}')
             env = {"HOME": home, "TERM": "xterm-256color", "LANG": "C.UTF-8",
                    "PATH": f"{Path(args.claude).parent}:/usr/bin:/bin",
-                   "ANTHROPIC_API_KEY": "sk-ant-api03-offline-bench"}
+                   "ANTHROPIC_API_KEY": "sk-ant-api03-offline-bench",
+                   # Outside the sandbox its updater would npm install -g over the host.
+                   "DISABLE_AUTOUPDATER": "1"}
             raw_s, raw_rate = redraws([args.claude], str(workdir), env, 10)
             relayed_s, relayed_rate = redraws([*launcher, args.claude], str(workdir), env, 10)
             results["Claude Code redraw"] = {

@@ -166,6 +166,11 @@ def _classify(m: Mounted | None, path: str, masked_dirs: Sequence[str]) -> tuple
             return REPLACED, "the sandbox's own root: it holds only what the plan mounts"
         return HIDDEN, ("no mount of the plan shows it (the sandbox's root holds only the "
                         "plan's mounts and the directories on their way)")
+    if m.op.when == "no-copies" and path == m.dest:
+        return REPLACED, ("a symlink to a writable copy stands there (git config: remotes, "
+                          "upstreams and submodules reach the host's file at exit, other "
+                          "keys are quarantined); read-only instead where the copy cannot "
+                          "be made (docs/usage.md, What the command sees)")
     if _masks(m, masked_dirs):
         if path != m.dest:
             return MASKED, f"it is inside {m.dest}, which is masked"

@@ -44,6 +44,11 @@ RESOLV_FD = Placeholder("RESOLV_FD")  # the sandbox's /etc/resolv.conf
 PLACEHOLDER_SOURCES = {kind: Placeholder(f"PLACEHOLDER_{kind.upper()}")
                        for kind in ("dir", "file", "json", "mcp", "commondir")}
 GIT_EXCLUDES_FD = Placeholder("GIT_EXCLUDES_FD")  # git ignore patterns for the placeholders
+GIT_COPIES = Placeholder("GIT_COPIES")  # the writable copies of git configs (_run.gitcopy)
+GIT_COPIES_INSIDE = "/run/agent-sandbox/git"
+# Made by the last operation of every plan: once the launcher sees it through the sandbox's
+# /proc/PID/root, bwrap has made everything and is about to wait on the block pipe.
+READY = "/run/agent-sandbox/ready"
 GIT_EXCLUDES = "/run/agent-sandbox/git-excludes"
 GIT_TOKEN = "/run/agent-sandbox/git-token"
 GIT_TOKEN_HELPER = ('!f() { test "$1" = get || exit 0; echo username=x-access-token; '
@@ -62,6 +67,21 @@ class Op(NamedTuple):
 
     words: tuple[Word, ...]
     why: str = ""
+    # "copies": only when the git config copies' links are mounted (``_run.mountns``);
+    # "no-copies": only when they cannot be; "": always.
+    when: str = ""
+
+    @property
+    def dest(self) -> str | None:
+        """The path inside this operation makes (a mount point, directory or file)."""
+        words = self.words
+        while words and words[0] in _MODIFIERS:
+            words = words[2:]
+        if words and words[0] in _WITH_SOURCE and len(words) == 3:
+            return words[2] if isinstance(words[2], str) else None
+        if words and words[0] in _DEST_ONLY and len(words) == 2:
+            return words[1] if isinstance(words[1], str) else None
+        return None
 
     def text(self) -> str:
         """The option and its arguments, shell-quoted (placeholders as ``$NAME``)."""
@@ -182,14 +202,48 @@ class Plan(NamedTuple):
     def reports_start(self) -> bool:
         return bool(self.starter)
 
+    @property
+    def config_copies(self) -> tuple[str, ...]:
+        """The git configs writable inside as copies (``_run.gitcopy``), in order."""
+        return tuple(p.path for p in self.protections if p.mode == "copy")
+
+    def temporary_home(self) -> str | None:
+        """$HOME inside when it is the empty tmpfs the sandbox made (not an agent preset's
+        home, and not covered by a later bind: the project at $HOME, a --ro or --rw of it
+        or a directory above it), else None."""
+        if self.policy.agent_home:
+            return None
+        home = dict(self.env).get("HOME", "")
+        last = None
+        for section in self.sections:
+            for op in section.ops:
+                if op.dest and is_under(home, op.dest):
+                    last = op
+        return home if last is not None and last.words[-2:] == ("--tmpfs", home) else None
+
+    def made_paths(self) -> frozenset[str]:
+        """Every path inside bwrap makes (and the directories on their way): what the
+        sandbox's own filesystems hold before the command writes anything."""
+        made = set()
+        for section in self.sections:
+            for op in section.ops:
+                path = op.dest
+                while path and path != "/" and path not in made:
+                    made.add(path)
+                    path = os.path.dirname(path)
+        return frozenset(made)
+
     def bwrap_args(self, values: Mapping[Placeholder, str],
-                   renamed: Mapping[str, str] | None = None) -> list[str]:
+                   renamed: Mapping[str, str] | None = None,
+                   copies: bool = False) -> list[str]:
         """The bwrap options and command, with the launcher's values filled in, and each
         bind source in ``renamed`` (the staged sources of a root caller) under its new
-        name."""
+        name; ``copies``: the git config copies' links are mounted."""
         args: list[str] = []
         for section in self.sections:
             for op in section.ops:
+                if op.when and (op.when == "copies") != copies:
+                    continue
                 words = [values[w] if isinstance(w, Placeholder) else w for w in op.words]
                 if renamed and words[0] in _BINDS and words[1] in renamed:
                     words[1] = renamed[words[1]]
@@ -208,7 +262,8 @@ class Plan(NamedTuple):
         for section in self.sections:
             lines.append(f"# {section.title}")
             for op in section.ops:
-                lines.append(f"  {op.text()}" + (f"    # {op.why}" if op.why else ""))
+                why = op.why + _WHEN.get(op.when, "")
+                lines.append(f"  {op.text()}" + (f"    # {why}" if why else ""))
         lines.append("# command")
         lines.append("  --")
         if self.starter:
@@ -230,6 +285,14 @@ class Plan(NamedTuple):
 
 
 _BINDS = ("--bind", "--ro-bind")
+_MODIFIERS = ("--perms", "--size")
+_WITH_SOURCE = ("--bind", "--ro-bind", "--dev-bind", "--symlink", "--ro-bind-data",
+                "--bind-data", "--file")
+_DEST_ONLY = ("--tmpfs", "--dir", "--proc", "--dev")  # not --remount-ro: it makes nothing
+
+
+_WHEN = {"copies": "",
+         "no-copies": " (only where its writable copy cannot be made: read-only inside then)"}
 
 
 def _quote(word: Word) -> str:
@@ -431,9 +494,15 @@ def _protection_ops(protections: tuple[Protection, ...], binds: list[Mount]) -> 
                           f"protected: {p.why}"))
         elif p.mode == "ro":
             ops.append(Op(("--ro-bind", p.path, p.path), f"protected: {p.why}"))
+        elif p.mode == "copy":
+            ops.append(Op(("--ro-bind", p.path, p.path), f"protected: {p.why}", "no-copies"))
         elif p.mode == "placeholder":
             ops.append(Op(("--ro-bind", PLACEHOLDER_SOURCES[p.kind], p.path),
                           f"protected (placeholder, removed at exit): {p.why}"))
+    if any(p.mode == "copy" for p in protections):
+        ops.append(Op(("--bind", GIT_COPIES, GIT_COPIES_INSIDE), "git configs as writable "
+                      "copies, under a symlink mounted over each; everyday keys applied at "
+                      "exit (_run.gitcopy)", "copies"))
     return ops
 
 
@@ -512,6 +581,8 @@ def build_plan(policy: Policy, view: HostView) -> Plan:
         _seccomp_section(rules),
         *((_network_section(net, layout),) if net is not None else ()),
         *((_gpu_section(view.gpu_devices),) if policy.gpu else ()),
+        Section("setup done", (Op(("--dir", READY), "made once every mount is there: the "
+                                  "launcher waits for it before the command starts"),)),
         # Last: every mount point above is made by now. The skeleton bwrap builds in memory
         # (/, /var, /dev, /run) is the command's own and uncapped: writes there would take
         # host memory and vanish at exit without a word, so they fail (EROFS) instead.

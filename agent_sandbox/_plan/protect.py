@@ -6,7 +6,8 @@ code on the host the next time you commit, ``cd`` or open the editor, outside an
 they are read-only inside, in the project and in every repository nested in it:
 
 - existing ones are bound read-only over themselves (a mount point cannot be renamed,
-  removed or swapped for a symlink: EBUSY);
+  removed or swapped for a symlink: EBUSY); an existing git config ("copy") instead gets
+  a symlink mounted over it, to a writable copy (``_run.gitcopy``);
 - the missing ones a host tool would run or trust on its own (PLACEHOLDER_NAMES) get
   a read-only placeholder (an empty directory, an empty file, or ``{}`` for JSON settings,
   so tools inside read "nothing configured"), so they cannot be created either; git
@@ -51,7 +52,8 @@ class Protection(NamedTuple):
     # the way to a protected path, bound over itself (the launcher makes it if missing);
     # "placeholder":
     # an empty read-only directory or file where nothing exists yet; "symlink": a protected
-    # name that is a symlink, which cannot be pinned (the launcher warns)
+    # name that is a symlink, which cannot be pinned (the launcher warns); "copy": a git
+    # config, writable inside as a copy under a symlink mounted over it, else read-only
     mode: str
     why: str
     kind: str = "dir"  # a placeholder's kind: "dir", "file", "json", "mcp" or "commondir"
@@ -64,6 +66,13 @@ def _kind(rel: str) -> str:
 
 def _lexists(path: str) -> bool:
     return os.path.lexists(path)
+
+
+def _is_regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def core_value(git_config: str, key: str) -> str | None:
@@ -95,7 +104,7 @@ def _hooks_path(git_config: str, worktree: str, default: str | None) -> str | No
     return os.path.normpath(os.path.join(worktree, value))
 
 
-def _gitdir_of_file(dotgit: str) -> str | None:
+def gitdir_of_file(dotgit: str) -> str | None:
     try:
         with open(dotgit, encoding="utf-8", errors="replace") as f:
             first = f.readline().strip()
@@ -120,8 +129,11 @@ def _git_dir_protections(gitdir: str, worktree: str,
     common = _common_dir(gitdir)
     for name in GIT_PROTECTED:
         path = os.path.join(common, name)
-        yield Protection(path, "ro" if _lexists(path) else "placeholder",
-                         f"git {name}: run or read by git on the host", _kind(name))
+        mode = "ro" if _lexists(path) else "placeholder"
+        if name == "config" and _is_regular(path):
+            mode = "copy"  # writable inside as a copy (_run.gitcopy)
+        yield Protection(path, mode, f"git {name}: run or read by git on the host",
+                         _kind(name))
     # git reads $GIT_DIR/commondir in every repository: written, it would send host git to
     # a config (and hooks) the agent made. Missing, it is held by a file saying "." (the
     # git dir itself), which is what its absence means; an empty one would break git.
@@ -177,7 +189,7 @@ def _repository(worktree: str, project: str,
         yield from _git_dir_protections(dotgit, worktree, global_hooks)
     elif stat.S_ISREG(st.st_mode):
         yield Protection(dotgit, "ro", "a .git file says where the repository is")
-        gitdir = _gitdir_of_file(dotgit)
+        gitdir = gitdir_of_file(dotgit)
         if not gitdir or not os.path.isdir(gitdir):
             return
         # A .git file, and anything else in the project, is text the agent may have
@@ -304,7 +316,7 @@ def git_dirs(project: str) -> Iterator[str]:
         dotgit = os.path.join(worktree, ".git")
         if os.path.islink(dotgit):
             continue
-        gitdir = dotgit if os.path.isdir(dotgit) else _gitdir_of_file(dotgit)
+        gitdir = dotgit if os.path.isdir(dotgit) else gitdir_of_file(dotgit)
         if not gitdir or not _is_under(gitdir, project) or not os.path.isdir(gitdir):
             continue
         stack = [gitdir]
@@ -335,7 +347,7 @@ def host_excludes(project: str, protections: Sequence[Protection],
         dotgit = os.path.join(worktree, ".git")
         if not _is_under(worktree, project) or os.path.islink(dotgit):
             continue
-        gitdir = dotgit if os.path.isdir(dotgit) else _gitdir_of_file(dotgit)
+        gitdir = dotgit if os.path.isdir(dotgit) else gitdir_of_file(dotgit)
         if gitdir is None:
             continue
         info = os.path.join(_common_dir(gitdir), "info")

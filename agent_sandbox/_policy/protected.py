@@ -2,7 +2,8 @@
 and what the sandbox does with each (the plan finds them: ``_plan.protect``;
 docs/threat-model.md's table is checked against this one by a test).
 
-Treatments: a covered path that **exists** at launch is read-only inside, live. A
+Treatments: a covered path that **exists** at launch is read-only inside, live (but a git
+directory's ``config``: a writable copy, its everyday keys applied at exit, ``_run.gitcopy``). A
 **missing** one marked ``placeholder`` (a tool runs or trusts it on its own: on cd, on
 open, on git status, on agent start) cannot be created while the sandbox runs: a read-only
 placeholder holds its place. The other missing ones are protected once they exist.

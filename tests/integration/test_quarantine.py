@@ -205,3 +205,16 @@ def test_covered_names_the_session_created_are_set_aside(repo: Path, env: Env,
     assert (repo / ".husky/pre-commit").read_text() == "evil\n"
     assert (repo / ".claude/commands/deploy.md").read_text() == "run this\n"
     assert (repo / ".gitmodules").read_text() == gitmodules
+
+
+def test_a_new_repositorys_work_tree_elsewhere_is_set_aside(repo: Path, env: Env,
+                                                            tmp_path: Path) -> None:
+    """core.worktree stays only as git submodule add writes it (its own work tree, whose
+    .git file names it: test_git_config.py); pointing anywhere else, host git would check
+    files out there."""
+    script = ("git init -q evil && git -C evil commit -q --allow-empty -m x && "
+              "git -C evil config core.worktree ../.. && echo MADE")
+    done = sandbox_sh(script, cwd=repo, env=env.with_(**GIT_ENV))
+    assert "MADE" in done.stdout, done.stderr
+    assert "worktree = ../.." in done.stderr
+    assert "worktree" not in (repo / "evil/.git/config").read_text()

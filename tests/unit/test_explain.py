@@ -42,6 +42,7 @@ PROTECTIONS = (
     Protection(f"{PROJECT}/.envrc", "placeholder", "executed or trusted by host tools", "file"),
     Protection(f"{PROJECT}/.git/hooks", "ro", "git hooks: run or read by git on the host"),
     Protection(f"{PROJECT}/Makefile", "ro", "protect"),
+    Protection(f"{PROJECT}/.git/config", "copy", "git config: run or read by git on the host"),
 )
 MOUNTS = (
     Mount(MountMode.RO, "/data", "--ro /data"),
@@ -106,6 +107,9 @@ def test_the_mount_table_keeps_bwrap_order_and_skips_non_mounts() -> None:
     (f"{PROJECT}/.git/hooks/pre-commit", READ_ONLY,
      f"--ro-bind {PROJECT}/.git/hooks {PROJECT}/.git/hooks"),
     (f"{PROJECT}/.git/HEAD", READ_WRITE, f"--bind {PROJECT}/.git {PROJECT}/.git"),
+    # A writable copy under a symlink (_run.gitcopy); read-only only as the fallback.
+    (f"{PROJECT}/.git/config", REPLACED,
+     f"--ro-bind {PROJECT}/.git/config {PROJECT}/.git/config"),
     ("/proc/1/environ", REPLACED, "--proc /proc"),
 ])
 def test_the_last_mount_at_or_above_decides(path: str, state: str, op: str) -> None:

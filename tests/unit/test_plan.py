@@ -238,3 +238,28 @@ def test_a_root_callers_plan_runs_bwrap_as_the_command_uid_with_staged_sources()
     stays = build_plan(policy._replace(root_stays_root=True), view)
     assert stays.command_uid is None and stays.staged_sources == ()
     assert "--root-stays-root" in stays.describe()
+
+
+def test_made_paths_are_every_operations_destination_and_its_parents() -> None:
+    plan = build_plan(_policy(), _view())
+    made = plan.made_paths()
+    for path in ("/home", "/home/alice", "/home/alice/.gitconfig", "/home/alice/src",
+                 "/home/alice/src/my project", "/var", "/var/tmp", "/tmp", "/usr", "/bin",
+                 "/run/agent-sandbox/ready", "/proc", "/dev"):
+        assert path in made, path
+    assert "/" not in made and "claude" not in made and "9" not in made
+    # The last operation that makes something is the one the launcher waits for (only the
+    # read-only remounts of the skeleton come after it).
+    last = [op for s in plan.sections for op in s.ops if op.dest][-1]
+    assert last.words == ("--dir", "/run/agent-sandbox/ready")
+    assert plan.sections[-1].title == "read-only skeleton"
+
+
+def test_the_temporary_home_is_only_the_sandboxs_own_tmpfs() -> None:
+    assert build_plan(_policy(), _view()).temporary_home() == "/home/alice"
+    at_home = _policy(project="/home/alice", cwd="/home/alice")
+    assert build_plan(at_home, _view()).temporary_home() is None  # the project covers it
+    above = _policy(mounts=(Mount(MountMode.RO, "/home", "--ro /home"),))
+    assert build_plan(above, _view()).temporary_home() is None
+    agent = _policy(agent="claude", agent_home="/x/agents/claude/p")
+    assert build_plan(agent, _view()).temporary_home() is None

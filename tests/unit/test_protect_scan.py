@@ -36,7 +36,9 @@ def test_repositories_nested_worktrees_and_hooks_path(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(project / "node_modules" / "x")], check=True)
     modes = _modes(project)
     assert modes[".git"] == ("rw", "dir")
-    assert modes[".git/config"][0] == "ro" and modes[".git/hooks"][0] == "ro"
+    # The config is writable inside as a copy (_run.gitcopy), the hooks read-only.
+    assert modes[".git/config"][0] == "copy" and modes[".git/hooks"][0] == "ro"
+    assert modes["third_party/lib/.git/config"][0] == "copy"
     assert modes["ci/hooks"] == ("placeholder", "dir")
     assert modes["third_party/lib/.git"][0] == "rw"
     assert modes["third_party/lib/.git/hooks"][0] == "ro"
@@ -62,7 +64,7 @@ def test_a_worktree_protects_its_real_repository(tmp_path: Path) -> None:
     assert protections[str(wt / ".git")] == "ro"  # the .git file cannot be redirected
     assert protections[str(main / ".git")] == "rw"  # the common dir, bound to work
     assert protections[str(main / ".git" / "hooks")] == "ro"
-    assert protections[str(main / ".git" / "config")] == "ro"
+    assert protections[str(main / ".git" / "config")] == "copy"  # writable as a copy
 
 
 def test_symlinked_protected_names_are_reported_not_followed(tmp_path: Path) -> None:
