@@ -229,7 +229,7 @@ def _check_host(host: str, where: str) -> None:
     from agent_sandbox._policy.groups import expand
 
     try:
-        for item in expand(host):
+        for item in expand(host, ""):
             parse_allow(item)
     except UsageError as e:
         raise UsageError(f"{where}: {e.message}") from None
