@@ -35,9 +35,24 @@ examples:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        say(f"error: {message}")
+        say(f"error: {message}{self._did_you_mean(message)}")
         say("see agent-sandbox --help")
         raise SystemExit(EXIT_USAGE)
+
+    def _did_you_mean(self, message: str) -> str:
+        """For a mistyped option (``--alow``): the option it is closest to."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        import difflib
+
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        for word in message[len(prefix):].split():
+            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1) \
+                if word.startswith("--") else []
+            if close:
+                return f" (did you mean {close[0]}?)"
+        return ""
 
 
 def subcommand_parser(prog: str, description: str) -> argparse.ArgumentParser:
