@@ -77,7 +77,8 @@ def _parser() -> _Parser:
                    "filtered (only --allow'ed hosts; the default with --allow), host (the "
                    "host's network, with a warning)")
     p.add_argument("--allow", action="append", default=[], metavar="HOST[:PORT]",
-                   help="with --net filtered: allow HOST (*.DOMAIN for subdomains) on ports "
+                   help="with --net filtered: allow HOST (*.DOMAIN for subdomains, @GROUP for "
+                   "a host group: @pypi, @npm, @crates, @go, @github, @huggingface) on ports "
                    "443 and 80, or on PORT (repeatable)")
     p.add_argument("--allow-private", action="append", default=[], metavar="HOST[:PORT]",
                    help="like --allow, and accept private/loopback addresses for it")
@@ -122,8 +123,9 @@ def _parser() -> _Parser:
     limits.add_argument("--best-effort", action="store_true", default=None,
                         help="run even if a cgroup limit cannot be enforced (warns)")
     p.add_argument("--agent", metavar="NAME",
-                   help="use the NAME preset (claude, codex, gemini, aider, opencode) or "
-                   "none; default: the command's name if it is one")
+                   help="use the NAME preset (claude, codex, gemini, aider, opencode, or "
+                   "yours in ~/.config/agent-sandbox/presets) or none; default: the "
+                   "command's name if it is one")
     p.add_argument("--share-agent-state", action="store_true",
                    help="bind the agent's real state dirs read-write instead of its own "
                    "home (warned: it could plant settings that run when used unconfined)")

@@ -63,7 +63,9 @@ Every key, its type, its built-in default, whether the project file
 (`{_config.PROJECT_FILE}`) may set it, its variable and its flag. The files are
 `{_config.SYSTEM_FILE}`, `$XDG_CONFIG_HOME/agent-sandbox/config.toml`
 (`~/.config/...`) and `{_config.PROJECT_FILE}` at the project's top; how the layers combine
-and why the project file may only tighten: [configuration.md](configuration.md).
+and why the project file may only tighten: [configuration.md](configuration.md). The system
+and user files may also hold `[agents.NAME]` sections with these keys, used only when the
+preset NAME is; a host list may name a host group (`@pypi`).
 
 In a variable, a list is comma-separated (`{_config.ENV_PREFIX}ALLOW=a.example,b.example`)
 and a boolean is `true`/`false` (also `1`/`0`, `yes`/`no`). In the project file `net` may

@@ -226,11 +226,15 @@ def _check_path(path: str, where: str) -> None:
 
 def _check_host(host: str, where: str) -> None:
     from agent_sandbox._net.allow import parse_allow
-    from agent_sandbox._policy.groups import expand
 
     try:
-        for item in expand(host, ""):
-            parse_allow(item)
+        if host.startswith("@"):
+            from agent_sandbox._policy.groups import expand
+
+            for item in expand(host, ""):
+                parse_allow(item)
+        else:
+            parse_allow(host)
     except UsageError as e:
         raise UsageError(f"{where}: {e.message}") from None
 
