@@ -69,8 +69,8 @@ def merged_settings(args: argparse.Namespace, project: str, agent: str,
                  if source == f"preset:{agent}"]
         if ports:  # (not with --net host, which shares the host's loopback anyway)
             notes.append(f"{agent} {published[0][0]}: publishing port {', '.join(ports)} "
-                         "to the host's 127.0.0.1 while it runs, for its sign-in callback "
-                         f"(the {agent} preset's publish_when)")
+                         f"to the host's 127.0.0.1 while it runs (the {agent} preset's "
+                         "publish_when)")
     return settings, notes
 
 

@@ -250,8 +250,8 @@ def test_codex_login_callback_reaches_the_sandbox_from_the_host(project: Path, e
         stderr = proc.stderr.read()
     assert reply.startswith(b"HTTP/1.0 200") and \
         reply.endswith(b"signed in (['login']) /auth/callback?code=abc")
-    assert ("note: codex login: publishing port 1455 to the host's 127.0.0.1 while it runs, "
-            "for its sign-in callback") in stderr
+    assert ("note: codex login: publishing port 1455 to the host's 127.0.0.1 while it runs "
+            "(the codex preset's publish_when)") in stderr
     # Control: `codex exec` serves the same inside, and the host cannot reach it.
     with launched(["codex", "exec"], cwd=project, env=env.vars) as proc:
         assert proc.stdout is not None and proc.stdout.readline() == "listening\n"
