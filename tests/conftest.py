@@ -144,10 +144,11 @@ def host_git(env: Env, *args: str, cwd: Path) -> str:
                           capture_output=True, text=True).stdout
 
 
-# The agents' versions, pinned: tests/agents match the strings their screens show. Update
-# them together with those tests.
+# The agents' versions, pinned: tests/agents match the strings their screens show, and
+# tests/agents/test_preset_sources.py checks each preset's hosts and variables against their
+# files. Update them together with those tests.
 NPM_AGENTS = ["@anthropic-ai/claude-code@2.1.197", "@openai/codex@0.169.0",
-              "@google/gemini-cli@0.61.0"]
+              "@google/gemini-cli@0.61.0", "opencode-ai@1.18.33"]
 AIDER = "aider-chat==0.86.2"
 
 

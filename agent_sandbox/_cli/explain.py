@@ -432,7 +432,8 @@ HOST_FS = HostFs(os.path.lexists, _readlink)
 
 
 def explain(argv: Sequence[str]) -> int:
-    from agent_sandbox._cli.main import _preset_name, _settings, command_install, policy_from
+    from agent_sandbox._cli.main import command_install, policy_from
+    from agent_sandbox._cli.settings import merged_settings, preset_name
     from agent_sandbox._plan.build import build_plan
     from agent_sandbox._plan.host import probe_layout
     from agent_sandbox._plan.view import gather_host_view
@@ -444,8 +445,8 @@ def explain(argv: Sequence[str]) -> int:
     host = None if path_wanted else split_target(target)  # bad input fails before any work
     identity = current_identity()
     project = locate_project(args.project, identity)
-    agent = _preset_name(args, command)
-    settings = _settings(args, project, agent)
+    agent = preset_name(args, command)
+    settings, _ = merged_settings(args, project, agent, command, ["explain", *argv])
     s = {k: v.value for k, v in settings.items()}
     # The command changes nothing here.
     policy = policy_from(args, s, command=command or ["true"], project=project,

@@ -19,42 +19,12 @@ from agent_sandbox._errors import SandboxError, UsageError
 from agent_sandbox._say import home_relative, say
 
 if TYPE_CHECKING:
+    from agent_sandbox._plan.build import HostView, Plan
     from agent_sandbox._plan.host import HostLayout
     from agent_sandbox._plan.install import Install
     from agent_sandbox._policy.identity import Identity
     from agent_sandbox._policy.limits import CgroupWay
     from agent_sandbox._policy.values import Policy
-
-FLAG_KEYS = ("net", "terminal", "allow", "allow_private", "resolve", "forward_host",
-             "publish", "ro", "rw", "hide", "env", "allow_nested_userns", "gpu",
-             "best_effort", "memory", "pids", "cpus", "timeout", "nofile", "nproc", "fsize",
-             "home_size", "agent_home_size", "tmp_size", "tmp_on_disk", "git_token_file",
-             "root_stays_root", "show_command_install")
-
-
-def _preset_name(args: argparse.Namespace, command: Sequence[str]) -> str:
-    from agent_sandbox._policy import presets as _presets
-
-    if args.agent is not None:
-        if args.agent != "none" and args.agent not in _presets.names():
-            raise UsageError(f"--agent {args.agent!r}: no such preset; known: "
-                             f"{', '.join(_presets.names())}, or none")
-        return "" if args.agent == "none" else str(args.agent)
-    return (_presets.detect(command[0]) or "") if command else ""
-
-
-def _settings(args: argparse.Namespace, project: str, agent: str) -> dict[str, Any]:
-    """The agent preset, config files, AGENT_SANDBOX_* variables and the flags, merged."""
-    from agent_sandbox._policy.config import Value, effective
-
-    preset = {}
-    if agent:
-        from agent_sandbox._policy.presets import load
-
-        p = load(agent)
-        preset = {"allow": Value(p.allow, f"preset:{agent}"),
-                  "env": Value(p.env, f"preset:{agent}")}
-    return effective(project, os.environ, {k: getattr(args, k) for k in FLAG_KEYS}, preset)
 
 
 LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "nproc", "fsize")
@@ -137,26 +107,10 @@ def _cgroup_way(environ: Mapping[str, str]) -> CgroupWay:
     return cgroup.cgroup_way(environ)
 
 
-def _show_config(argv: Sequence[str]) -> int:
-    """``agent-sandbox config [OPTIONS]``: the effective settings and where each came from."""
-    from agent_sandbox._policy.identity import current_identity
-    from agent_sandbox._policy.request import locate_project
-
-    args = _parser().parse_args(argv)
-    project = locate_project(args.project, current_identity())
-    agent = _preset_name(args, args.command[1:] if args.command[:1] == ["--"] else
-                         args.command)
-    print(f"# project: {project}" + (f"; agent preset: {agent}" if agent else ""))
-    for key, item in sorted(_settings(args, project, agent).items()):
-        shown = ", ".join(item.value) if isinstance(item.value, tuple) else item.value
-        print(f"{key} = {shown}    # {item.source}")
-    return 0
-
-
 # Subcommands, imported only when used. A command with one of these names runs as
 # ``agent-sandbox -- NAME``.
 SUBCOMMANDS = {
-    "config": ("agent_sandbox._cli.main", "_show_config"),
+    "config": ("agent_sandbox._cli.settings", "show_config"),
     "explain": ("agent_sandbox._cli.explain", "explain"),
     "ps": ("agent_sandbox._cli.sessions", "ps"),
     "stop": ("agent_sandbox._cli.sessions", "stop"),
@@ -208,6 +162,27 @@ def _relaunch(argv: Sequence[str], command: Sequence[str], name: str) -> list[st
     named = [] if "--name" in options or any(a.startswith("--name=") for a in options) \
         else ["--name", name]
     return [*entry, *options, *named, *command]
+
+
+def _check_command(plan: Plan, view: HostView, fix: str | None) -> str:
+    """``check_command`` (the program that runs inside); a command not found whose name is
+    close to a preset's says so (looked for only then: nothing on the launch path)."""
+    from agent_sandbox._errors import CommandNotFound
+    from agent_sandbox._plan.view import check_command
+
+    try:
+        return check_command(plan, view, fix)
+    except CommandNotFound as e:
+        name = plan.policy.command[0]
+        if "/" not in name and e.message.endswith("command not found inside the sandbox"):
+            import difflib
+
+            from agent_sandbox._policy.presets import names
+
+            close = difflib.get_close_matches(name, names(os.environ), n=1)
+            if close:
+                e.message += f" (did you mean {close[0]!r}?)"
+        raise
 
 
 def _who(identity: Identity, policy: Policy, sudo_user: str) -> str:
@@ -262,14 +237,16 @@ def _run(argv: Sequence[str] | None) -> int:
         raise UsageError("missing COMMAND", fix="for example: agent-sandbox -- bash")
     from agent_sandbox._plan.build import build_plan
     from agent_sandbox._plan.host import probe_layout
-    from agent_sandbox._plan.view import check_command, gather_host_view
+    from agent_sandbox._plan.view import gather_host_view
     from agent_sandbox._policy.identity import current_identity
     from agent_sandbox._policy.request import locate_project
 
     identity = current_identity()
     project = locate_project(args.project, identity)
-    agent = _preset_name(args, command)
-    settings = _settings(args, project, agent)
+    from agent_sandbox._cli.settings import merged_settings, preset_name
+
+    agent = preset_name(args, command)
+    settings, notes = merged_settings(args, project, agent, command, argv)
     s = {k: v.value for k, v in settings.items()}
     policy = policy_from(args, s, command=command, project=project, identity=identity,
                          agent=agent)
@@ -291,13 +268,13 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"# agent-sandbox {__version__} plan (dry run: nothing was started)")
         print(f"# bwrap: {where}")
         try:
-            check_command(plan, view, missing_fix)
+            _check_command(plan, view, missing_fix)
         except SandboxError as e:
             print(f"# note: {e.message}")
         sys.stdout.write(plan.describe())
         return 0
 
-    inside = check_command(plan, view, missing_fix)
+    inside = _check_command(plan, view, missing_fix)
     if missing_fix is not None and not s.get("show_command_install", True):
         # Another program of that name is visible: it runs, not the one the caller's
         # shell would, which must not go unsaid.
@@ -316,6 +293,9 @@ def _run(argv: Sequence[str] | None) -> int:
 
         note = load(agent).inner_sandbox
         if note and "danger-full-access" not in command:
+            say(f"note: {note}")
+    if not args.quiet:
+        for note in notes:
             say(f"note: {note}")
     if policy.shared_state:
         say(f"warning: --share-agent-state: {', '.join(policy.shared_state)} are writable "

@@ -99,8 +99,11 @@ def _man_configuration() -> list[str]:
         f"policy: keys {_roff(', '.join(_config.PROJECT_KEYS))}), the "
         f"\\fB{_config.ENV_PREFIX}\\fR\\fIKEY\\fR variables (lists comma\\-separated), then the "
         "flags. Keys are the long "
-        "options' names with _ for \\-. \\fBagent\\-sandbox config\\fR prints the effective "
-        "values and where each came from."]
+        "options' names with _ for \\-. A system or user file's \\fB[agents.\\fR\\fINAME\\fR"
+        "\\fB]\\fR section holds the same keys, used only with the preset \\fINAME\\fR; "
+        "user presets are \\fI$XDG_CONFIG_HOME/agent\\-sandbox/presets/\\fR\\fINAME\\fR"
+        "\\fI.toml\\fR. \\fBagent\\-sandbox config\\fR prints every key, its effective value and "
+        "where it came from."]
 
 
 def _man_environment() -> list[str]:

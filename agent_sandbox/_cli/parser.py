@@ -40,9 +40,24 @@ RECORD_VARIABLE = "_AGENT_SANDBOX_RECORD"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        say(f"error: {message}")
+        say(f"error: {message}{self._did_you_mean(message)}")
         say("see agent-sandbox --help")
         raise SystemExit(EXIT_USAGE)
+
+    def _did_you_mean(self, message: str) -> str:
+        """For a mistyped option (``--alow``): the option it is closest to."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        import difflib
+
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        for word in message[len(prefix):].split():
+            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1) \
+                if word.startswith("--") else []
+            if close:
+                return f" (did you mean {close[0]}?)"
+        return ""
 
 
 def subcommand_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -72,7 +87,8 @@ def _parser() -> _Parser:
                    "(clipboard writes, title reports...): filtered (the default), or raw "
                    "(everything passes, with a warning)")
     p.add_argument("--allow", action="append", default=[], metavar="HOST[:PORT]",
-                   help="with --net filtered: allow HOST (*.DOMAIN for subdomains) on ports "
+                   help="with --net filtered: allow HOST (*.DOMAIN for subdomains, @GROUP for "
+                   "a host group: @pypi, @npm, @crates, @go, @github, @huggingface) on ports "
                    "443 and 80, or on PORT (repeatable)")
     p.add_argument("--allow-private", action="append", default=[], metavar="HOST[:PORT]",
                    help="like --allow, and accept private/loopback addresses for it")
@@ -117,8 +133,9 @@ def _parser() -> _Parser:
     limits.add_argument("--best-effort", action="store_true", default=None,
                         help="run even if a cgroup limit cannot be enforced (warns)")
     p.add_argument("--agent", metavar="NAME",
-                   help="use the NAME preset (claude, codex, gemini, aider, opencode) or "
-                   "none; default: the command's name if it is one")
+                   help="use the NAME preset (claude, codex, gemini, aider, opencode, or "
+                   "yours in ~/.config/agent-sandbox/presets) or none; default: the "
+                   "command's name if it is one")
     p.add_argument("--share-agent-state", action="store_true",
                    help="bind the agent's real state dirs read-write instead of its own "
                    "home (warned: it could plant settings that run when used unconfined)")

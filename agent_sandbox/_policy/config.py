@@ -32,6 +32,8 @@ PATH_KEYS = ("git_token_file",)
 LIMIT_KEYS = ("memory", "pids", "cpus", "timeout", "nofile", "nproc", "fsize", "home_size",
               "agent_home_size", "tmp_size")
 NET_ORDER = ("host", "filtered", "none")  # each stricter than the one before
+# The lists that may name host groups (@pypi).
+GROUP_KEYS = ("allow", "allow_private", "drop_allow")
 TERMINAL_MODES = ("filtered", "raw")
 KEYS = ("net", "terminal", *LIST_KEYS, *BOOL_KEYS, *LIMIT_KEYS, *PATH_KEYS)
 # What the project file may say: only what tightens.
@@ -54,18 +56,9 @@ class Value(NamedTuple):
 
 
 def user_file(environ: Mapping[str, str]) -> str:
-    base = environ.get("XDG_CONFIG_HOME", "")
-    if not base.startswith("/"):
-        base = os.path.join(environ.get("HOME", os.path.expanduser("~")), ".config")
-    return os.path.join(base, "agent-sandbox", "config.toml")
+    from agent_sandbox._policy.presets import config_dir
 
-
-def _line_of(text: str, key: str) -> int:
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if stripped.startswith(key) and stripped[len(key):].lstrip().startswith("="):
-            return number
-    return 1
+    return os.path.join(config_dir(environ), "config.toml")
 
 
 def _suggest(key: str, allowed: tuple[str, ...]) -> str:
@@ -87,6 +80,14 @@ def _check_item(key: str, text: str, where: str) -> None:
     from agent_sandbox._net import allow as _allow
     from agent_sandbox._policy import limits as _limits
 
+    if key in GROUP_KEYS and text.startswith("@"):
+        from agent_sandbox._policy.groups import expand
+
+        try:
+            expand(text, "")
+        except UsageError as e:
+            raise UsageError(f"{where}: {key}: {e.message}") from None
+        return
     checks: dict[str, Any] = {
         "allow": _allow.parse_allow, "allow_private": _allow.parse_allow,
         "drop_allow": _allow.parse_allow, "resolve": _allow.parse_resolve,
@@ -157,32 +158,43 @@ def _normalise(key: str, value: Any, where: str, base: str | None = None) -> Any
     return text
 
 
-# A configuration file is a few lines; one larger than this is not one.
-CONFIG_MAX = 1 << 20
-
-
-def read_file(path: str, project: bool = False) -> dict[str, Value]:
+def read_file(path: str, project: bool = False, agent: str = "",
+              environ: Mapping[str, str] | None = None) -> dict[str, Value]:
     """One TOML layer; {} if the file does not exist. Any problem: a UsageError naming it.
     The project's file is anyone's to write: read without blocking or following a
-    symlink, and capped (``_files.read_input``)."""
-    from agent_sandbox._files import read_input
+    symlink, and capped (``_files.read_input``).
 
-    raw = read_input(path, CONFIG_MAX, follow=not project)
-    if raw is None:
+    A system or user file may hold per-agent sections, ``[agents.NAME]`` with the same keys:
+    all are checked (NAME must be a preset; ``environ`` finds the user's), and the one of
+    ``agent`` is merged over the file's top level (scalars override, lists add up)."""
+    from agent_sandbox._policy import tomlfile
+
+    read = tomlfile.read(path, follow=not project)
+    if read is None:
         return {}
-    import tomllib  # only when a file exists: most launches have none
+    text, data = read
+    agents = data.pop("agents", None)
+    if agents is not None and project:
+        raise UsageError(
+            f"{path}:{tomlfile.line_of(text, 'agents')}: agents: per-agent sections go in "
+            "your own configuration, not in the project file",
+            fix=f"move them to {user_file(os.environ if environ is None else environ)}")
+    layer = _read_table(path, text, data, project)
+    if agents is not None:
+        sections = _agent_sections(path, text, agents, environ)
+        if agent in sections:
+            _merge(layer, sections[agent])
+    return layer
 
-    try:
-        text = raw.decode("utf-8")
-        data = tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: not valid TOML: {e}") from None
+
+def _read_table(path: str, text: str, data: Mapping[str, Any], project: bool,
+                table: tuple[str, ...] = ()) -> dict[str, Value]:
+    from agent_sandbox._policy.tomlfile import line_of
+
     allowed = PROJECT_KEYS if project else KEYS
     layer = {}
     for key, value in data.items():
-        where = f"{path}:{_line_of(text, key)}"
+        where = f"{path}:{line_of(text, key, table)}"
         if key not in allowed:
             if project and key in KEYS:
                 raise UsageError(
@@ -190,11 +202,30 @@ def read_file(path: str, project: bool = False) -> dict[str, Value]:
                     f"{key} would widen it",
                     fix=f"put it in your own {user_file(os.environ)} (allowed here: "
                         f"{', '.join(PROJECT_KEYS)})")
-            raise UsageError(f"{where}: unknown key {key!r}{_suggest(key, allowed)}; "
-                             f"allowed: {', '.join(allowed)}")
+            section = f"[{'.'.join(table)}]: " if table else ""
+            raise UsageError(f"{where}: {section}unknown key {key!r}"
+                             f"{_suggest(key, allowed)}; allowed: {', '.join(allowed)}")
         base = os.path.dirname(path) if project else None
         layer[key] = Value(_normalise(key, value, where, base), where)
     return layer
+
+
+def _agent_sections(path: str, text: str, agents: Any,
+                    environ: Mapping[str, str] | None) -> dict[str, dict[str, Value]]:
+    """Every ``[agents.NAME]`` section of a file, checked."""
+    from agent_sandbox._policy import presets
+    from agent_sandbox._policy.tomlfile import line_of
+
+    if not isinstance(agents, dict) or not all(isinstance(v, dict) for v in agents.values()):
+        raise UsageError(f"{path}:{line_of(text, 'agents')}: agents: expected sections "
+                         "[agents.NAME] (NAME a preset), each with keys like the top level's")
+    sections = {}
+    for name, table in agents.items():
+        if name not in presets.names(environ):
+            line = line_of(text, name, ("agents",))
+            raise presets.unknown(name, environ, f"{path}:{line}: [agents.{name}]:")
+        sections[name] = _read_table(path, text, table, False, ("agents", name))
+    return sections
 
 
 def read_environment(environ: Mapping[str, str]) -> dict[str, Value]:
@@ -290,22 +321,45 @@ def _apply_project(merged: dict[str, Value], project: dict[str, Value]) -> None:
 
 
 def effective(project_dir: str, environ: Mapping[str, str], flags: Mapping[str, Any],
-              preset: Mapping[str, Value] | None = None) -> dict[str, Value]:
+              preset: Mapping[str, Value] | None = None, agent: str = "") -> dict[str, Value]:
     """Every layer merged: scalars override, lists add up; the project file only tightens.
 
     ``flags`` holds the command-line values (None or empty where a flag was not given; a
     boolean flag's False is a value: ``--no-show-command-install``);
-    ``preset`` is the agent preset's layer, just above the built-in one."""
-    merged: dict[str, Value] = dict(preset or {})
-    for layer in (read_file(SYSTEM_FILE), read_file(user_file(environ))):
-        _merge(merged, layer)
-    _apply_project(merged, read_file(os.path.join(project_dir, PROJECT_FILE), project=True))
-    _merge(merged, read_environment(environ))
+    ``preset`` is the agent preset's layer, just above the built-in one, and ``agent`` its
+    name, whose ``[agents.NAME]`` sections apply. Host groups (``@pypi``) are expanded in
+    every layer, each host remembering the group it came from."""
+    merged: dict[str, Value] = _expand_groups(preset or {})
+    for path in (SYSTEM_FILE, user_file(environ)):
+        _merge(merged, _expand_groups(read_file(path, agent=agent, environ=environ)))
+    _apply_project(merged, _expand_groups(read_file(os.path.join(project_dir, PROJECT_FILE),
+                                                    project=True, environ=environ)))
+    _merge(merged, _expand_groups(read_environment(environ)))
     cli = {k: Value(tuple(v) if isinstance(v, list) else v,
                     f"--{'no-' if v is False else ''}{k.replace('_', '-')}")
            for k, v in flags.items() if v is not None and v != []}
-    _merge(merged, cli)
+    _merge(merged, _expand_groups(cli))
     return merged
+
+
+def _expand_groups(layer: Mapping[str, Value]) -> dict[str, Value]:
+    """``layer`` with each ``@group`` in its host lists replaced by the group's hosts, whose
+    source says the group (``FILE:3 (@pypi)``)."""
+    out = dict(layer)
+    for key in GROUP_KEYS:
+        item = layer.get(key)
+        if item is None or not any(v.startswith("@") for v in item.value):
+            continue
+        from agent_sandbox._policy.groups import expand
+
+        values: list[str] = []
+        sources: list[str] = []
+        for value, source in zip(item.value, item.per_item(), strict=True):
+            hosts = expand(value, source)
+            values += hosts
+            sources += [source if host == value else f"{source} ({value})" for host in hosts]
+        out[key] = Value(tuple(values), item.source, tuple(sources))
+    return out
 
 
 def _merge(merged: dict[str, Value], layer: Mapping[str, Value]) -> None:

@@ -307,7 +307,8 @@ def _network(mode: NetMode, allow: Sequence[str], allow_private: Sequence[str],
     entries = [parse_allow(a) for a in allow]
     entries += [parse_allow(a, private=True, origin="--allow-private") for a in allow_private]
     forwards = [parse_forward(f) for f in forward_host]
-    ports = [parse_publish(p) for p in publish]
+    # Once each: a preset's (codex login) and the same --publish typed are one port.
+    ports = list(dict.fromkeys(parse_publish(p) for p in publish))
     taken = [f.inside_port for f in forwards]
     if mode is NetMode.FILTERED:
         taken += [443, 80, 3128]

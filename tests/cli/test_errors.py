@@ -337,3 +337,48 @@ def test_a_hostile_agent_home_never_hangs_or_fills_the_disk(kind: str, project: 
     assert saved < 1 << 20  # saved back as it was: no 8 GiB of zeros on the host disk
     listed = run_cli(["state"], cwd=project, env=env.vars, timeout=10)
     assert listed.returncode == 0 and f"claude/{home.name}" in listed.stdout, listed.stderr
+
+
+def test_mistyped_options_agents_and_commands_suggest_the_close_one(project: Path,
+                                                                    env: Env) -> None:
+    done = run_cli(["--alow", "pypi.org", "--", "true"], cwd=project, env=env.vars)
+    _assert_clean_error(done, 2, "unrecognized arguments: --alow", "(did you mean --allow?)")
+    done = run_cli(["--agent", "clude", "--", "true"], cwd=project, env=env.vars)
+    _assert_clean_error(done, 2, "--agent 'clude': no such preset (did you mean 'claude'?)")
+    done = run_cli(["clude"], cwd=project, env=env.vars)
+    _assert_clean_error(done, 127, "clude: command not found inside the sandbox (did you "
+                        "mean 'claude'?)")
+    _nothing_started(env)
+
+
+def test_a_config_file_with_a_toml_error_names_its_line(project: Path, env: Env) -> None:
+    user = env.home / ".config" / "agent-sandbox"
+    user.mkdir(parents=True)
+    (user / "config.toml").write_text('net = "filtered"\nallow = ["a.example.com",\n'
+                                      'timeout = "1h"\n')
+    done = run_cli(["--", "true"], cwd=project, env=env.vars)
+    _assert_clean_error(done, 2, f"{user}/config.toml:3: not valid TOML: ")
+    _nothing_started(env)
+
+
+def test_config_shows_every_key_with_its_default(project: Path, env: Env) -> None:
+    from agent_sandbox._policy.config import KEYS
+
+    user = env.home / ".config" / "agent-sandbox"
+    user.mkdir(parents=True)
+    (user / "config.toml").write_text('allow = ["@pypi"]\n[agents.claude]\nmemory = "2G"\n')
+    done = run_cli(["config", "claude"], cwd=project, env=env.vars)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"# project: {project}; agent preset: claude (")
+    assert sorted(line.split(" = ")[0] for line in lines[1:]) == sorted(KEYS)
+    assert "net = filtered    # built-in: filtered when an allow-list is given, else none" \
+        in lines
+    assert "nofile = 65536    # built-in" in lines and "gpu = false    # built-in" in lines
+    assert "memory = 2G    # " + f"{user}/config.toml:3" in lines
+    assert ("allow = api.anthropic.com, platform.claude.com, claude.ai, pypi.org, "
+            f"files.pythonhosted.org    # preset:claude + {user}/config.toml:1 (@pypi)") in lines
+    assert any(line.startswith("env = ") and "DISABLE_AUTOUPDATER=1" in line for line in lines)
+    # Without the agent, its section is not used.
+    plain = run_cli(["config"], cwd=project, env=env.vars).stdout.splitlines()
+    assert "memory = 2G" not in "\n".join(plain) and "# built-in" in plain[-1]

@@ -65,6 +65,35 @@ def upstream(project: Path) -> Iterator[Upstream]:
     server.server_close()
 
 
+@pytest.fixture
+def pypi_upstream(project: Path) -> Iterator[Upstream]:
+    """An HTTPS server on the host's 127.0.0.1 with a certificate for the @pypi group's hosts
+    and a host of another group."""
+    with _https_server(project, "pypi.org", "files.pythonhosted.org",
+                       "registry.npmjs.org") as up:
+        yield up
+
+
+@contextlib.contextmanager
+def _https_server(project: Path, *names: str) -> Iterator[Upstream]:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(context)
+    ca_path = project / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.hits = []  # type: ignore[attr-defined]
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Upstream(server.server_address[1], ca_path, server.hits)  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _filtered(up: Upstream, *extra: str) -> list[str]:
     return ["--allow", f"{NAME}:{up.port}", "--resolve", f"{NAME}=127.0.0.1", *extra]
 
@@ -634,3 +663,36 @@ def test_under_net_none_a_failed_lookup_says_the_sandbox_is_offline(project: Pat
         assert "network: none" not in done.stderr, (script, done.stderr)
     assert OFFLINE not in run_cli(["-q", "--", "curl", "-sS", "https://example.com/"],
                                   cwd=project, env=env.vars).stderr
+@pytest.mark.parametrize("way", ["flag", "config"])
+def test_a_host_group_allows_its_hosts_through_the_real_proxy(
+        project: Path, env: Env, pypi_upstream: Upstream, way: str) -> None:
+    """@pypi (here on the upstream's port, @pypi:PORT) lets both of PyPI's hosts through,
+    by either client path, and nothing else: npm's registry gets the proxy's 403."""
+    port = pypi_upstream.port
+    group = [] if way == "config" else ["--allow", f"@pypi:{port}"]
+    if way == "config":
+        user = env.home / ".config" / "agent-sandbox"
+        user.mkdir(parents=True)
+        (user / "config.toml").write_text(f'allow = ["@pypi:{port}"]\n')
+    pins = [f"--resolve={n}=127.0.0.1" for n in ("pypi.org", "files.pythonhosted.org",
+                                                   "registry.npmjs.org")]
+    script = (f"curl -sS --cacert ca.pem https://pypi.org:{port}/simple/ && "
+              f"curl -sS --noproxy '*' --cacert ca.pem https://files.pythonhosted.org:{port}/f && "
+              f"curl -sS --cacert ca.pem https://registry.npmjs.org:{port}/x; echo rc=$?")
+    done = run_cli([*group, *pins, "--", "sh", "-c", script], cwd=project, env=env.vars)
+    assert done.stdout.splitlines()[:2] == [f"hello from pypi.org:{port} /simple/",
+                                            f"hello from files.pythonhosted.org:{port} /f"], \
+        done.stdout + done.stderr
+    assert "rc=56" in done.stdout and "CONNECT tunnel failed, response 403" in done.stderr
+    assert pypi_upstream.hits == [f"pypi.org:{port}", f"files.pythonhosted.org:{port}"]
+    decisions = {d["host"]: (d["decision"], d.get("reason", "")) for d in _log(env)}
+    assert decisions == {"pypi.org": ("allow", ""), "files.pythonhosted.org": ("allow", ""),
+                         "registry.npmjs.org": ("deny", "not in the allow-list")}
+
+
+def test_an_unknown_host_group_is_a_usage_error(project: Path, env: Env) -> None:
+    done = run_cli(["--allow", "@pypy", "--", "true"], cwd=project, env=env.vars)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == (
+        "agent-sandbox: error: --allow @pypy: no such host group (did you mean @pypi?); the "
+        "groups are: @crates, @github, @go, @huggingface, @npm, @pypi")

@@ -161,3 +161,105 @@ def _toml(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value if v is not None) + "]"
     return '""'
+
+
+def test_per_agent_sections_apply_only_to_their_agent(
+        layout: tuple[Path, Path, dict[str, str]]) -> None:
+    user, project, environ = layout
+    user.write_text('allow = ["a.example.com"]\ntimeout = "2h"\n\n[agents.claude]\n'
+                    'allow = ["platform.example.com"]\ntimeout = "30m"\n'
+                    '[agents.codex]\nallow = ["codex.example.com"]\n')
+    plain = effective(str(project), environ, {})
+    assert plain["allow"].value == ("a.example.com",) and plain["timeout"].value == "2h"
+    claude = effective(str(project), environ, {}, agent="claude")
+    assert claude["allow"].value == ("a.example.com", "platform.example.com")
+    assert claude["allow"].per_item() == (f"{user}:1", f"{user}:5")
+    assert claude["timeout"].value == "30m" and claude["timeout"].source == f"{user}:6"
+    # Over the file's top level, under the layers above it.
+    assert effective(str(project), environ, {"timeout": "1h"}, agent="claude")[
+        "timeout"].value == "1h"
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("[agents.clude]\nallow = []", 1, "[agents.clude]: 'clude': no such preset (did you mean "
+     "'claude'?)"),
+    ('[agents.claude]\nalow = ["x.example"]', 2, "[agents.claude]: unknown key 'alow' (did "
+     "you mean 'allow'?)"),
+    ('[agents.claude]\nallow = ["1.2.3.4"]', 2, "allow: --allow 1.2.3.4: IP addresses"),
+    ("[agents]\nclaude = 3", 1, "agents: expected sections [agents.NAME]"),
+    ('gpu = true\n[agents.codex]\nnet = "open"', 3, "net must be one of none, filtered, host"),
+])
+def test_bad_per_agent_sections_name_file_line_and_key(
+        layout: tuple[Path, Path, dict[str, str]], text: str, line: int,
+        message: str) -> None:
+    user, project, environ = layout
+    user.write_text(text + "\n")
+    with pytest.raises(UsageError) as raised:
+        effective(str(project), environ, {}, agent="gemini")  # checked whichever is active
+    assert raised.value.message.startswith(f"{user}:{line}: "), raised.value.message
+    assert message in raised.value.message
+
+
+def test_a_user_preset_may_have_a_section(tmp_path: Path,
+                                          layout: tuple[Path, Path, dict[str, str]]) -> None:
+    user, project, environ = layout
+    (user.parent / "presets").mkdir()
+    (user.parent / "presets" / "mine.toml").write_text('allow = ["mine.example.com"]\n')
+    user.write_text('[agents.mine]\nallow = ["more.example.com"]\n')
+    got = effective(str(project), environ, {}, agent="mine")
+    assert got["allow"].value == ("more.example.com",)
+
+
+def test_the_project_file_has_no_agent_sections(
+        layout: tuple[Path, Path, dict[str, str]]) -> None:
+    _, project, environ = layout
+    (project / ".agent-sandbox.toml").write_text('[agents.claude]\nnet = "none"\n')
+    with pytest.raises(UsageError, match="per-agent sections go in your own configuration"):
+        effective(str(project), environ, {})
+
+
+def test_host_groups_expand_in_every_layer(layout: tuple[Path, Path, dict[str, str]]) -> None:
+    user, project, environ = layout
+    user.write_text('allow = ["@pypi", "a.example.com"]\n')
+    (project / ".agent-sandbox.toml").write_text('drop_allow = ["files.pythonhosted.org"]\n')
+    environ["AGENT_SANDBOX_ALLOW"] = "@npm"
+    got = effective(str(project), environ, {"allow": ["@crates:8443"]})
+    assert got["allow"].value == ("pypi.org", "a.example.com", "registry.npmjs.org",
+                                  "crates.io:8443", "index.crates.io:8443",
+                                  "static.crates.io:8443")
+    assert got["allow"].per_item() == (f"{user}:1 (@pypi)", f"{user}:1",
+                                       "AGENT_SANDBOX_ALLOW (@npm)",
+                                       *["--allow (@crates:8443)"] * 3)
+
+
+@pytest.mark.parametrize("where, setting", [("flag", {"allow": ["@pypy"]}),
+                                            ("file", {}), ("variable", {})])
+def test_an_unknown_host_group_lists_the_known_ones(
+        layout: tuple[Path, Path, dict[str, str]], where: str,
+        setting: dict[str, list[str]]) -> None:
+    user, project, environ = layout
+    if where == "file":
+        user.write_text('# mine\nallow_private = ["@pypy"]\n')
+    if where == "variable":
+        environ["AGENT_SANDBOX_ALLOW"] = "@pypy"
+    with pytest.raises(UsageError) as raised:
+        effective(str(project), environ, setting)
+    message = raised.value.message
+    assert "@pypy: no such host group (did you mean @pypi?); the groups are: @crates, " \
+           "@github, @go, @huggingface, @npm, @pypi" in message
+    if where == "file":
+        assert message.startswith(f"{user}:2: allow_private: ")
+
+
+@pytest.mark.parametrize("text, line", [
+    ('net = "none"\nallow = [\n', 2),  # unclosed at the end: its last line
+    ('net = "none"\nallow = ["a"]\nbad = "\\q"\n', 3),
+    ('gpu = true\ngpu = false\n', 2),
+    ('net = "none"\n\xff = 1\n', 2),  # not UTF-8
+])
+def test_toml_errors_say_the_line(tmp_path: Path, text: str, line: int) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(UsageError) as raised:
+        read_file(str(path))
+    assert raised.value.message.startswith(f"{path}:{line}: not "), raised.value.message
