@@ -12,6 +12,7 @@ import socket
 from collections.abc import Iterator
 
 from agent_sandbox._errors import SandboxUnavailable
+from agent_sandbox._net.fixes import GroupOf
 from agent_sandbox._net.log import DecisionLog
 from agent_sandbox._net.netns import SocketSpec, namespace_sockets
 from agent_sandbox._net.plan import DNS_ADDRESS, PROXY_ADDRESS, NetPlan, transparent_ports
@@ -28,7 +29,8 @@ def _raise_fd_limit() -> None:
 
 
 @contextlib.contextmanager
-def network(plan: NetPlan, init_pid: int, log: DecisionLog) -> Iterator[Network]:
+def network(plan: NetPlan, init_pid: int, log: DecisionLog,
+            group_of: GroupOf | None = None) -> Iterator[Network]:
     _raise_fd_limit()
     with contextlib.ExitStack() as stack:
         inside = stack.enter_context(namespace_sockets(init_pid))
@@ -59,6 +61,6 @@ def network(plan: NetPlan, init_pid: int, log: DecisionLog) -> Iterator[Network]
             """An unbound socket made inside, of ``address``'s family."""
             return inside.make([SocketSpec("tcp", (address, 0), bind=False)])[0]
 
-        net = Network(plan.entries, plan.pins, log)
+        net = Network(plan.entries, plan.pins, log, group_of)
         stack.enter_context(serving(net, listeners, plan.publish, dial_socket))
         yield net

@@ -20,6 +20,12 @@ def groups() -> dict[str, tuple[str, ...]]:
         return {name: tuple(hosts) for name, hosts in tomllib.load(f).items()}
 
 
+def group_of(name: str) -> str | None:
+    """``@NAME`` of the group holding the host ``name`` (for a printed fix), or None."""
+    return next((f"@{group}" for group, hosts in groups().items()
+                 if any(host.partition(":")[0] == name for host in hosts)), None)
+
+
 def is_group(item: str) -> bool:
     return item.startswith("@")
 

@@ -558,7 +558,10 @@ def run(plan: Plan, bwrap: str, quiet: bool = False, name: str | None = None,
                 # Before the network's thread starts: a root caller's fill forks a child.
                 home.fill(init_pid, dict(plan.env)["HOME"])
             if plan.net is not None:
-                net = stack.enter_context(network(plan.net, init_pid, log))
+                from agent_sandbox._policy.groups import group_of
+
+                # A fix for a refused host names its group (@pypi) when one holds it.
+                net = stack.enter_context(network(plan.net, init_pid, log, group_of))
             # What the command writes outside the project is gone with the sandbox:
             # its filesystems are held open from now on, to say what that was.
             if wait_ready(init_pid):

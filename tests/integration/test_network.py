@@ -591,6 +591,7 @@ def test_ca_variables_reach_a_node_client_with_their_file_read_only(
     assert done.stdout.strip() in ("UNABLE_TO_VERIFY_LEAF_SIGNATURE",
                                    "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_GET_ISSUER_CERT")
 
+
 def _printed_fix(stderr: str, host: str) -> list[str]:
     """The flags the exit summary suggests for ``host``: ``host[ xN] ([why: ]FLAGS)``."""
     import re
@@ -602,7 +603,8 @@ def _printed_fix(stderr: str, host: str) -> list[str]:
     return shlex.split(found.group(1))
 
 
-@pytest.mark.parametrize("case", ["unlisted-443", "unlisted-8443", "lookup-only", "private"])
+@pytest.mark.parametrize("case", ["unlisted-443", "unlisted-8443", "lookup-only", "private",
+                                  "group"])
 def test_every_printed_fix_allows_the_connection_when_pasted(
         project: Path, env: Env, tmp_path: Path, case: str) -> None:
     """Each kind of refusal, by a real client against a local upstream in a network
@@ -612,11 +614,12 @@ def test_every_printed_fix_allows_the_connection_when_pasted(
 
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(project / "ca.pem"))
-    issued = ca.issue_cert(NAME)
+    issued = ca.issue_cert(NAME, "pypi.org")
     issued.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     issued.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
     hosts = tmp_path / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {NAME}\n")  # the host's resolver's answer
+    # The host's resolver's answers.
+    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {NAME}\n127.0.0.1 pypi.org\n")
     curl = ["curl", "-sS", "--max-time", "20", "--cacert", "ca.pem"]
     base, client = {
         "unlisted-443": (["--allow", "other.example.test", "--resolve", f"{NAME}=127.0.0.1"],
@@ -629,18 +632,23 @@ def test_every_printed_fix_allows_the_connection_when_pasted(
         # Allowed, and the host's resolver answers a loopback address: refused as private
         # (the client sees only a closed tunnel).
         "private": (["--allow", NAME], [*curl, f"https://{NAME}/"]),
+        # A host of a group (pypi.org, of @pypi): the fix names the group.
+        "group": (["--allow", "other.example.test", "--resolve", "pypi.org=127.0.0.1"],
+                  [*curl, "https://pypi.org/"]),
     }[case]
+    host = "pypi.org" if case == "group" else NAME
     with isolated_network(cert=tmp_path / "cert.pem", key=tmp_path / "key.pem",
                           tls_ports=(443, 8443), hosts=hosts) as net:
         first = net.run([*CLI, *base, "--", *client], cwd=project, env=env.vars)
         assert first.returncode != 0 and "hello" not in first.stdout, first.stderr
-        fix = _printed_fix(first.stderr, NAME)
+        fix = _printed_fix(first.stderr, host)
         again = net.run([*CLI, *base, *fix, "--", *client], cwd=project, env=env.vars)
     assert again.returncode == 0, (fix, again.stderr)
-    assert again.stdout.startswith(f"hello from {NAME}"), again.stdout
+    assert again.stdout.startswith(f"hello from {host}"), again.stdout
     assert "network: blocked" not in again.stderr
     expected = {"unlisted-443": ["--allow", NAME], "unlisted-8443": ["--allow", f"{NAME}:8443"],
-                "lookup-only": ["--allow", NAME], "private": ["--allow-private", NAME]}[case]
+                "lookup-only": ["--allow", NAME], "private": ["--allow-private", NAME],
+                "group": ["--allow", "@pypi"]}[case]
     assert fix == expected
 
 
@@ -663,6 +671,8 @@ def test_under_net_none_a_failed_lookup_says_the_sandbox_is_offline(project: Pat
         assert "network: none" not in done.stderr, (script, done.stderr)
     assert OFFLINE not in run_cli(["-q", "--", "curl", "-sS", "https://example.com/"],
                                   cwd=project, env=env.vars).stderr
+
+
 @pytest.mark.parametrize("way", ["flag", "config"])
 def test_a_host_group_allows_its_hosts_through_the_real_proxy(
         project: Path, env: Env, pypi_upstream: Upstream, way: str) -> None:

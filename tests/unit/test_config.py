@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agent_sandbox._errors import UsageError
 from agent_sandbox._policy.config import effective, read_file
+from agent_sandbox._policy.groups import group_of
 
 
 @pytest.fixture
@@ -263,3 +264,10 @@ def test_toml_errors_say_the_line(tmp_path: Path, text: str, line: int) -> None:
     with pytest.raises(UsageError) as raised:
         read_file(str(path))
     assert raised.value.message.startswith(f"{path}:{line}: not "), raised.value.message
+
+
+def test_the_group_holding_a_host_names_it_for_a_printed_fix() -> None:
+    assert group_of("files.pythonhosted.org") == "@pypi"
+    assert group_of("registry.npmjs.org") == "@npm"
+    assert group_of("example.com") is None
+    assert group_of("pypi.org.evil.test") is None
