@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import pexpect
 import pytest
 
 IS_ROOT = os.getuid() == 0
@@ -142,6 +143,34 @@ def host_git(env: Env, *args: str, cwd: Path) -> str:
     """Host git, as the user runs it after a session (its output; failing is an error)."""
     return subprocess.run(["git", *args], cwd=cwd, env=env.with_(**GIT_ENV), check=True,
                           capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(project: Path, env: Env) -> Path:
+    """The project as a git repository with one commit, made by host git."""
+    host_git(env, "init", "-q", "-b", "main", cwd=project)
+    (project / "a.txt").write_text("a\n")
+    host_git(env, "add", "a.txt", cwd=project)
+    host_git(env, "commit", "-qm", "one", cwd=project)
+    return project
+
+
+def outer_shell(project: Path, env: Env, **extra: str) -> pexpect.spawn:
+    """An interactive bash the user typed the launcher into (prompt ``OUTER> ``)."""
+    shell = pexpect.spawn("bash", ["--norc", "--noprofile", "-i"], cwd=str(project),
+                          env=env.with_(PS1="OUTER> ", **extra), encoding="utf-8", timeout=30)
+    shell.expect_exact("OUTER> ")
+    return shell
+
+
+def assert_nothing_injected(shell: pexpect.spawn) -> None:
+    """After the launch: back at the outer prompt, which ran nothing the sandbox pushed."""
+    shell.expect_exact("OUTER> ")
+    shell.sendline("echo DONE")
+    shell.expect_exact("DONE\r\n")
+    assert "PWNED" not in shell.before
+    shell.sendline("exit")
+    shell.expect(pexpect.EOF)
 
 
 # The agents' versions, pinned: tests/agents match the strings their screens show, and

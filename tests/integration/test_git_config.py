@@ -18,15 +18,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def repo(project: Path, env: Env) -> Path:
-    host_git(env, "init", "-q", "-b", "main", cwd=project)
-    (project / "a.txt").write_text("a\n")
-    host_git(env, "add", "a.txt", cwd=project)
-    host_git(env, "commit", "-qm", "one", cwd=project)
-    return project
-
-
-@pytest.fixture
 def upstream(tmp_path: Path, env: Env, repo: Path) -> Path:
     """A local bare repository holding the project's history (shown inside with --rw)."""
     bare = tmp_path / "up.git"

@@ -57,15 +57,6 @@ def test_a_session_that_writes_nothing_outside_hears_nothing(project: Path,
     assert (project / "in-project.txt").read_text() == "kept\n"
 
 
-@pytest.fixture
-def repo(project: Path, env: Env) -> Path:
-    host_git(env, "init", "-q", "-b", "main", cwd=project)
-    (project / "a.txt").write_text("a\n")
-    host_git(env, "add", "a.txt", cwd=project)
-    host_git(env, "commit", "-qm", "one", cwd=project)
-    return project
-
-
 def test_a_worktree_outside_the_project_leaves_no_stale_entry(repo: Path, env: Env) -> None:
     outside = repo.parent / "proj-wt"
     script = (f"set -e; git worktree add -q -b feat {outside}; cd {outside}; "

@@ -49,20 +49,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def upstream(project: Path) -> Iterator[Upstream]:
     """An HTTPS server on the host's 127.0.0.1 with a certificate for NAME."""
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(NAME, "other.example.test").configure_cert(context)
-    ca_path = project / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    server.hits = []  # type: ignore[attr-defined]
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Upstream(server.server_address[1], ca_path, server.hits)  # type: ignore[attr-defined]
-    server.shutdown()
-    server.server_close()
+    with _https_server(project, NAME, "other.example.test") as up:
+        yield up
 
 
 @pytest.fixture

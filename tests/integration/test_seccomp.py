@@ -18,7 +18,15 @@ import pytest
 
 from agent_sandbox._plan.build import WORKDIR, Placeholder, Section
 from agent_sandbox._run.bwrap import find_bwrap
-from tests.conftest import CLI, IS_ROOT, Env, run_cli, sandbox_sh
+from tests.conftest import (
+    CLI,
+    IS_ROOT,
+    Env,
+    assert_nothing_injected,
+    outer_shell,
+    run_cli,
+    sandbox_sh,
+)
 from tests.integration.syscall_probe import CASES
 from tests.plans import drop, plan_for, run_plan
 
@@ -181,26 +189,14 @@ def _tiocsti_attack(variant: str) -> str:
     )
 
 
-def _outer_shell(project: Path, env: Env) -> pexpect.spawn:
-    shell = pexpect.spawn("bash", ["--norc", "--noprofile", "-i"], cwd=str(project),
-                          env=env.with_(PS1="OUTER> "), encoding="utf-8", timeout=20)
-    shell.expect_exact("OUTER> ")
-    return shell
-
-
 @pytest.mark.parametrize("variant", ["plain", "high-bits"])
 def test_tiocsti_cannot_inject_into_the_outer_shell(project: Path, env: Env,
                                                     variant: str) -> None:
-    shell = _outer_shell(project, env)
+    shell = outer_shell(project, env)
     attack = _tiocsti_attack(variant)
     shell.sendline(f"{sys.executable} -m agent_sandbox -q -- python3 -c {_sh_quote(attack)}")
     shell.expect_exact("TIOCSTI Operation not permitted")
-    shell.expect_exact("OUTER> ")
-    shell.sendline("echo DONE")
-    shell.expect_exact("DONE\r\n")
-    assert "PWNED" not in shell.before
-    shell.sendline("exit")
-    shell.expect(pexpect.EOF)
+    assert_nothing_injected(shell)
 
 
 @pytest.mark.skipif(
@@ -224,7 +220,7 @@ def test_without_the_filter_tiocsti_does_inject(project: Path, env: Env,
     argv = plan.bwrap_args({WORKDIR: str(workdir)})
     script = tmp_path / "raw.sh"
     script.write_text(f"exec {find_bwrap(os.environ)} " + " ".join(_sh_quote(a) for a in argv))
-    shell = _outer_shell(project, env)
+    shell = outer_shell(project, env)
     shell.sendline(f"env -i {' '.join(_sh_quote(f'{k}={v}') for k, v in plan.env)} "
                    f"bash {script}")
     shell.expect_exact("INJECTED")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import Env
+from tests.conftest import Env, assert_nothing_injected, outer_shell
 
 pytestmark = pytest.mark.integration
 
@@ -237,15 +237,7 @@ def test_with_its_own_terminal_tiocsti_injects_nothing_even_without_the_seccomp_
     script = tmp_path / "launch.py"
     script.write_text(_tiocsti_script(rules_minus_tiocsti=True))
     repo = Path(__file__).parents[2]
-    shell = pexpect.spawn("bash", ["--norc", "--noprofile", "-i"], cwd=str(project),
-                          env=env.with_(PS1="OUTER> ", PYTHONPATH=str(repo)),
-                          encoding="utf-8", timeout=30)
-    shell.expect_exact("OUTER> ")
+    shell = outer_shell(project, env, PYTHONPATH=str(repo))
     shell.sendline(f"{sys.executable} {script}")
     shell.expect_exact("INJECTED")  # the push worked: into the sandbox's own terminal
-    shell.expect_exact("OUTER> ")
-    shell.sendline("echo DONE")
-    shell.expect_exact("DONE\r\n")
-    assert "PWNED" not in shell.before
-    shell.sendline("exit")
-    shell.expect(pexpect.EOF)
+    assert_nothing_injected(shell)
