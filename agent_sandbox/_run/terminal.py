@@ -11,6 +11,11 @@ pty inside, the others (a pipe, a file) pass as they are. Two threads relay:
   unchanged. Its line discipline then does what the user's would have: ^C and ^\\ signal
   the program inside if its terminal is cooked, and are keys if it made it raw.
 
+A launch in the background (``agent-sandbox -- CMD &``) leaves the user's terminal to the
+shell: the relay reads it and makes it raw only while the launcher is its foreground job
+(checked every ``_RECHECK_MS``), so the job never stops on SIGTTIN/SIGTTOU, and ``fg``
+gives the keys to the command.
+
 ^Z with a cooked terminal inside suspends the whole session, as it would without the
 relay: the launcher stops the sandbox's foreground process groups, gives the user's
 terminal its modes back and stops itself (``SIGTSTP``: the shell says "Stopped"); ``fg``
@@ -34,6 +39,7 @@ from agent_sandbox._run.ttyfilter import OutputFilter
 
 _CHUNK = 65536
 _DRAIN_SECONDS = 2.0  # after the sandbox ended: the output still in the pty
+_RECHECK_MS = 250  # how often the input relay checks it is still the foreground job
 
 
 class Relay:
@@ -46,7 +52,9 @@ class Relay:
         self._in = 0 if 0 in ttys else None  # what the user types, if a terminal
         self._out = next(fd for fd in (1, 2, 0) if fd in ttys)  # where the screen is
         self._filter = OutputFilter() if filtered else None
-        self._saved: list[int | list[bytes | int]] | None = None  # the user's modes
+        # The user's modes while the relay has its terminal raw, else None.
+        self._saved: list[int | list[bytes | int]] | None = None
+        self._modes = threading.Lock()
         self._stop_r, self._stop_w = os.pipe()
         self._threads: list[threading.Thread] = []
         self._closed = False
@@ -142,19 +150,32 @@ class Relay:
             return (os.tcgetpgrp(self.master),)
         return ()
 
+    def _in_foreground(self) -> bool:
+        """Whether the launcher is the terminal's foreground job (``cmd &`` is not: the
+        terminal is the shell's, and reading or changing it would stop the launcher)."""
+        try:
+            return self._in is not None and os.tcgetpgrp(self._in) == os.getpgrp()
+        except OSError:
+            return False
+
     def _raw(self) -> None:
-        """The user's terminal passes every key to the relay (only if it is what we read)."""
-        if self._in is None:
-            return
-        with contextlib.suppress(termios.error):
-            if self._saved is None:
-                self._saved = termios.tcgetattr(self._in)
-            tty.setraw(self._in, termios.TCSADRAIN)
+        """The user's terminal passes every key to the relay: once the launcher reads it
+        in the foreground (a no-op when it is raw already, or in the background)."""
+        with self._modes:
+            if self._in is None or self._saved is not None or not self._in_foreground():
+                return
+            with contextlib.suppress(termios.error):
+                saved = termios.tcgetattr(self._in)
+                tty.setraw(self._in, termios.TCSADRAIN)
+                self._saved = saved
 
     def _restore(self) -> None:
-        if self._in is not None and self._saved is not None:
-            with contextlib.suppress(termios.error):
-                termios.tcsetattr(self._in, termios.TCSADRAIN, self._saved)
+        """The user's modes back, if the relay changed them."""
+        with self._modes:
+            if self._in is not None and self._saved is not None:
+                with contextlib.suppress(termios.error):
+                    termios.tcsetattr(self._in, termios.TCSADRAIN, self._saved)
+                self._saved = None
 
     def _relay_output(self) -> None:
         while True:
@@ -172,13 +193,23 @@ class Relay:
                        else data)
 
     def _relay_input(self, fd: int) -> None:
+        stopper = select.poll()
+        stopper.register(self._stop_r, select.POLLIN)
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)
         while True:
-            ready = {f for f, _ in poller.poll()}
+            if not self._in_foreground():
+                # A background job (or one put there by bg): the keys are the shell's.
+                if stopper.poll(_RECHECK_MS):
+                    return
+                continue
+            self._raw()
+            ready = {f for f, _ in poller.poll(_RECHECK_MS)}
             if self._stop_r in ready:
                 return
+            if fd not in ready:
+                continue
             try:
                 data = os.read(fd, _CHUNK)
             except BlockingIOError:

@@ -241,3 +241,22 @@ def test_with_its_own_terminal_tiocsti_injects_nothing_even_without_the_seccomp_
     shell.sendline(f"{sys.executable} {script}")
     shell.expect_exact("INJECTED")  # the push worked: into the sandbox's own terminal
     assert_nothing_injected(shell)
+
+
+def test_a_background_launch_runs_on_and_leaves_the_terminal_to_the_shell(
+        project: Path, env: Env) -> None:
+    """``agent-sandbox -- CMD &``: the relay neither reads the terminal nor changes its
+    modes from the background (either would stop the job): the command runs to its end,
+    its output shows, and the shell keeps its cooked terminal."""
+    shell = outer_shell(project, env)
+    shell.sendline(f"{sys.executable} -m agent_sandbox -q -- sh -c 'sleep 2; echo BG-''DONE' &")
+    shell.expect_exact("OUTER> ")
+    shell.sendline("stty -a | grep -o ' icanon'; echo TYPED-''LINE")
+    shell.expect_exact(" icanon")  # still cooked, while the job runs
+    shell.expect_exact("TYPED-LINE")
+    shell.expect_exact("BG-DONE", timeout=30)
+    shell.sendline("wait; echo STATUS=$?")
+    shell.expect_exact("STATUS=0")
+    assert "Stopped" not in shell.before
+    shell.sendline("exit")
+    shell.expect(pexpect.EOF)
