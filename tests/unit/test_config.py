@@ -91,6 +91,7 @@ def test_the_project_file_can_cap_what_the_user_left_uncapped(
     ("allow = 5", "allow must be a list of strings"),
     ('allow = ["1.2.3.4"]', "allow: --allow 1.2.3.4: IP addresses are not allowed"),
     ('net = "open"', "net must be one of none, filtered, host"),
+    ('terminal = "off"', "terminal must be filtered or raw (not 'off')"),
     ('memory = "lots"', "memory: memory 'lots': expected a size"),
     ("gpu = 1", "gpu must be true or false"),
     ('ro = ["relative/path"]', "use an absolute path or ~/... here"),
