@@ -153,10 +153,12 @@ class Relay:
     def _in_foreground(self) -> bool:
         """Whether the launcher is the terminal's foreground job (``cmd &`` is not: the
         terminal is the shell's, and reading or changing it would stop the launcher)."""
-        try:
-            return self._in is not None and os.tcgetpgrp(self._in) == os.getpgrp()
-        except OSError:
+        if self._in is None:
             return False
+        try:
+            return os.tcgetpgrp(self._in) == os.getpgrp()
+        except OSError:  # not the launcher's controlling terminal: no job control over it
+            return True
 
     def _raw(self) -> None:
         """The user's terminal passes every key to the relay: once the launcher reads it

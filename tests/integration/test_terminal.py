@@ -260,3 +260,29 @@ def test_a_background_launch_runs_on_and_leaves_the_terminal_to_the_shell(
     assert "Stopped" not in shell.before
     shell.sendline("exit")
     shell.expect(pexpect.EOF)
+
+
+def test_a_terminal_that_is_not_the_controlling_one_still_gets_its_keys_through(
+        project: Path, env: Env) -> None:
+    """A supervisor that hands the launcher a pty without making it the launcher's
+    controlling terminal (no job control over it): the keys are relayed all the same."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "agent_sandbox", "-q", "--", "sh", "-c",
+                             "read line; echo GOT-$line"], cwd=project, env=env.vars,
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    os.write(master, b"keys\r")
+    seen = b""
+    while b"GOT-keys" not in seen and select.select([master], [], [], 20)[0]:
+        try:
+            seen += os.read(master, 4096)
+        except OSError:
+            break
+    proc.wait(timeout=20)
+    os.close(master)
+    assert b"GOT-keys" in seen, seen
