@@ -64,7 +64,12 @@ class Relay:
         self.slave_path = os.ttyname(slave)
         with contextlib.suppress(termios.error):
             # The program inside starts with the user's modes (echo, erase, ^C...).
-            termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(self._out))
+            modes = termios.tcgetattr(self._out)
+            if self._in is None:
+                # The user's terminal stays as it is (the launcher does not read it), so
+                # it turns \n into \r\n itself: once is enough.
+                modes[1] &= ~termios.OPOST
+            termios.tcsetattr(slave, termios.TCSANOW, modes)
         self.resize()
 
     def give_to(self, uid: int) -> None:

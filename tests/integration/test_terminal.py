@@ -286,3 +286,35 @@ def test_a_terminal_that_is_not_the_controlling_one_still_gets_its_keys_through(
     proc.wait(timeout=20)
     os.close(master)
     assert b"GOT-keys" in seen, seen
+
+
+def test_with_only_the_output_a_terminal_stdin_stays_a_pipe_and_lines_end_once(
+        project: Path, env: Env) -> None:
+    """``producer | agent-sandbox -- CMD`` in a terminal: the command reads the pipe, its
+    output is a tty, and each line reaches the terminal ending in one \\r\\n (the user's
+    terminal, left cooked, adds the \\r; the pty inside does not add another)."""
+    import os
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "agent_sandbox", "-q", "--", "sh", "-c",
+                             "cat; test -t 0 || echo stdin-is-a-pipe; test -t 1 && "
+                             "echo stdout-is-a-tty"], cwd=project, env=env.vars,
+                            stdin=subprocess.PIPE, stdout=slave, stderr=slave)
+    os.close(slave)
+    assert proc.stdin is not None
+    proc.stdin.write(b"from the pipe\n")
+    proc.stdin.close()
+    seen = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+    assert proc.wait(timeout=20) == 0
+    os.close(master)
+    assert seen == b"from the pipe\r\nstdin-is-a-pipe\r\nstdout-is-a-tty\r\n", seen
