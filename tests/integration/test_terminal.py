@@ -276,16 +276,19 @@ def test_a_terminal_that_is_not_the_controlling_one_still_gets_its_keys_through(
                              "read line; echo GOT-$line"], cwd=project, env=env.vars,
                             stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
-    os.write(master, b"keys\r")
-    seen = b""
-    while b"GOT-keys" not in seen and select.select([master], [], [], 20)[0]:
-        try:
-            seen += os.read(master, 4096)
-        except OSError:
-            break
-    proc.wait(timeout=20)
-    os.close(master)
-    assert b"GOT-keys" in seen, seen
+    try:
+        os.write(master, b"keys\r")
+        seen = b""
+        while b"GOT-keys" not in seen and select.select([master], [], [], 20)[0]:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+        assert b"GOT-keys" in seen, seen
+    finally:
+        proc.kill()  # a SIGKILL of the launcher takes the sandbox with it
+        proc.wait()
+        os.close(master)
 
 
 def test_with_only_the_output_a_terminal_stdin_stays_a_pipe_and_lines_end_once(
