@@ -163,6 +163,9 @@ def settle(copy: Copy, git: str | None) -> Settled:
                        f"{CONFIG_MAX} bytes")
     if git is None:
         return Settled(problem="no git on PATH to read it with", text=text)
+    if _not_a_file(copy.host):
+        # git config --file writes through a symlink: never where a session pointed one.
+        return Settled(problem=f"{copy.host} is no longer a regular file", text=text)
     try:
         original = parse(git, copy.original)
         changed = changes(original, parse(git, text))
@@ -184,6 +187,15 @@ def settle(copy: Copy, git: str | None) -> Settled:
         return Settled(held=tuple(held), conflicts=tuple(conflicts),
                        problem=f"applying it failed ({e})", text=text)
     return Settled(tuple(applied), tuple(held), tuple(conflicts), "", text)
+
+
+def _not_a_file(path: str) -> bool:
+    import stat
+
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return True
 
 
 def settle_all(copies: Copies, directory: str, number: int, git: str | None,

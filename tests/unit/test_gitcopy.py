@@ -104,6 +104,21 @@ def test_a_key_the_host_changed_meanwhile_is_not_overwritten(tmp_path: Path) -> 
     assert "/host" in host.read_text()
 
 
+def test_nothing_is_applied_through_a_symlink_left_at_the_configs_place(
+        tmp_path: Path) -> None:
+    """Were the host's config a symlink at exit (to ~/.gitconfig, say), git config --file
+    would write through it: the copy is then held back whole."""
+    victim = tmp_path / "gitconfig"
+    victim.write_text("[user]\n\tname = victim\n")
+    host = tmp_path / "config"
+    host.symlink_to(victim)
+    copy = tmp_path / "copy"
+    copy.write_bytes(b"[remote \"origin\"]\n\turl = /up\n")
+    done = settle(Copy(str(host), str(copy), b""), GIT)
+    assert not done.applied and "no longer a regular file" in done.problem
+    assert victim.read_text() == "[user]\n\tname = victim\n"
+
+
 def test_an_unchanged_copy_runs_no_git(tmp_path: Path) -> None:
     copy = _config(tmp_path, "[core]\n")
     assert settle(Copy("/nonexistent", str(copy), b"[core]\n"), None) == settle(
