@@ -43,8 +43,8 @@ _RECHECK_MS = 250  # how often the input relay checks it is still the foreground
 
 
 class Relay:
-    """One session's pty and its two relay threads. ``open`` before the sandbox starts
-    (bwrap gets ``slave_path`` on ``ttys`` in a new session), ``start`` once it runs,
+    """One session's pty and its two relay threads: made before the sandbox starts (bwrap
+    gets ``slave_path`` on ``ttys`` in a new session), ``start`` once bwrap holds it,
     ``close`` when it ended."""
 
     def __init__(self, ttys: tuple[int, ...], filtered: bool) -> None:
